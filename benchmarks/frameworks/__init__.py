@@ -1,0 +1,31 @@
+"""One module per framework; each offers ``prepare()`` (imports, versions) and ``build()``.
+
+``build(framework, workload, config, data, block_steps)`` returns a ``Trainer`` whose ``step()`` runs
+``steps_per_call`` SVI steps, waits for the result and returns the last loss, and whose
+``quality()`` scores the fitted guide (see ``benchmarks.data``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class Trainer:
+    step: Callable[[], float]
+    quality: Callable[[], float]
+    steps_per_call: int = 1
+
+
+_MODULES = {
+    "hand": "benchmarks.frameworks.hand",
+    "pyro": "benchmarks.frameworks.pyro_family",
+    "pyrolite": "benchmarks.frameworks.pyro_family",
+    "numpyro": "benchmarks.frameworks.numpyro_jax",
+}
+
+
+def framework_module(framework: str):
+    return importlib.import_module(_MODULES[framework])

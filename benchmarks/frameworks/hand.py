@@ -1,0 +1,127 @@
+"""The hand-written PyTorch step: the floor for any eager-PyTorch PPL.
+
+Same model, guide, parameterization (positive params as ``exp`` of unconstrained tensors, the
+same init values) and optimizer (``torch.optim.Adam``) as the PPL versions, with every
+log-density written out as tensor arithmetic: no ``torch.distributions`` objects, no validation,
+no traces. Log-densities are evaluated at the sampled values, as a PPL does; constants that do not
+depend on params are computed once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import data as bench_data
+from ..registry import WORKLOADS, Config
+from . import Trainer
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LOG_2 = math.log(2.0)
+
+
+def prepare(framework: str) -> dict:
+    return {"torch": torch.__version__}
+
+
+def normal_log_prob(value, loc, scale, log_scale):
+    z = (value - loc) / scale
+    return -0.5 * z * z - log_scale - HALF_LOG_2PI
+
+
+def log_beta_fn(a, b):
+    return torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+
+
+def beta_log_prob(f, log_f, log1m_f, a, b):
+    return (a - 1) * log_f + (b - 1) * log1m_f - log_beta_fn(a, b)
+
+
+def _adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def coin_trainer(dataset: bench_data.CoinData, lr: float) -> Trainer:
+    """W1. The Beta sample is the ratio of two standard-gamma draws (implicit reparam grads)."""
+    obs = dataset.obs
+    unconstrained = torch.full((2,), math.log(15.0), requires_grad=True)
+    prior_a, prior_b = (torch.tensor(c) for c in bench_data.COIN_PRIOR)
+    prior_log_norm = float(log_beta_fn(prior_a, prior_b))
+    optimizer = torch.optim.Adam([unconstrained], lr=lr)
+
+    def step() -> float:
+        conc = unconstrained.exp()
+        gammas = torch._standard_gamma(conc)
+        f = gammas[0] / gammas.sum()
+        log_f, log1m_f = f.log(), torch.log1p(-f)
+        log_q = beta_log_prob(f, log_f, log1m_f, conc[0], conc[1])
+        log_prior = (prior_a - 1) * log_f + (prior_b - 1) * log1m_f - prior_log_norm
+        log_lik = (obs * log_f + (1 - obs) * log1m_f).sum()
+        return _adam_step(optimizer, log_q - log_prior - log_lik)
+
+    def quality() -> float:
+        a, b = unconstrained.detach().exp().tolist()
+        return abs(a / (a + b) - bench_data.coin_posterior_mean(obs))
+
+    return Trainer(step=step, quality=quality)
+
+
+def regression_trainer(dataset: bench_data.RegressionData, lr: float, particles: int) -> Trainer:
+    """W2/W3/W6. With particles > 1 every latent gets a leading particle dimension."""
+    x, y = dataset.x, dataset.y
+    num_features = x.shape[1]
+    lead = (particles, 1) if particles > 1 else ()
+    beta_shape = (particles, num_features) if particles > 1 else (num_features,)
+    log_scale_init = math.log(0.1)
+    a_loc = torch.zeros((), requires_grad=True)
+    a_uscale = torch.full((), log_scale_init, requires_grad=True)
+    b_loc = torch.zeros(num_features, requires_grad=True)
+    b_uscale = torch.full((num_features,), log_scale_init, requires_grad=True)
+    s_loc = torch.zeros((), requires_grad=True)
+    s_uscale = torch.full((), log_scale_init, requires_grad=True)
+    params = [a_loc, a_uscale, b_loc, b_uscale, s_loc, s_uscale]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    log_100, log_10 = math.log(100.0), math.log(10.0)
+
+    def step() -> float:
+        a_scale, b_scale, s_scale = a_uscale.exp(), b_uscale.exp(), s_uscale.exp()
+        alpha = a_loc + a_scale * torch.randn(lead)
+        beta = b_loc + b_scale * torch.randn(beta_shape)
+        log_sigma = s_loc + s_scale * torch.randn(lead)
+        sigma = log_sigma.exp()
+        log_q = (
+            normal_log_prob(alpha, a_loc, a_scale, a_uscale)
+            + normal_log_prob(beta, b_loc, b_scale, b_uscale).sum(-1, keepdim=particles > 1)
+            + normal_log_prob(log_sigma, s_loc, s_scale, s_uscale)
+            - log_sigma  # LogNormal: Jacobian of sigma = exp(log_sigma)
+        )
+        mu = alpha + beta @ x.T  # the models' linear_predictor, particle dim already leading
+        log_p = (
+            normal_log_prob(alpha, 0.0, 100.0, log_100)
+            + normal_log_prob(beta, 0.0, 10.0, log_10).sum(-1, keepdim=particles > 1)
+            + LOG_2
+            + normal_log_prob(sigma, 0.0, 10.0, log_10)
+            + normal_log_prob(y, mu, sigma, log_sigma).sum(-1, keepdim=particles > 1)
+        )
+        return _adam_step(optimizer, (log_q - log_p).mean())
+
+    def quality() -> float:
+        reference = bench_data.least_squares_coefficients(x, y)
+        return bench_data.regression_error(float(a_loc), b_loc.detach().numpy(), reference)
+
+    return Trainer(step=step, quality=quality)
+
+
+def build(
+    framework: str, workload: str, config: Config, dataset, block_steps: int
+) -> Trainer:
+    spec = WORKLOADS[workload]
+    torch.manual_seed(0)
+    if workload == "W1":
+        return coin_trainer(dataset, spec.lr)
+    return regression_trainer(dataset, spec.lr, spec.num_particles)
+

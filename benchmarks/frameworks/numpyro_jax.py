@@ -1,0 +1,95 @@
+"""NumPyro worker: the shared model/guide on JAX, one jitted ``svi.update`` per step or a
+jitted ``lax.scan`` over a whole timing block.
+
+Data are passed to the jitted functions as arguments (not closed over), so XLA does not fold
+them into the program as constants.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+import numpyro.infer
+import numpyro.optim
+from numpyro.infer.autoguide import AutoDiagonalNormal
+
+from .. import data as bench_data
+from ..models import Backend, model_and_guide
+from ..registry import WORKLOADS, Config
+from . import Trainer
+
+
+def prepare(framework: str) -> dict:
+    return {"numpyro": numpyro.__version__, "jax": jax.__version__}
+
+
+def _backend() -> Backend:
+    return Backend(
+        ppl=numpyro,
+        dist=dist,
+        constraints=dist.constraints,
+        scalar=lambda v: jnp.asarray(v, dtype=jnp.float32),
+        full=lambda n, v: jnp.full((n,), v, dtype=jnp.float32),
+    )
+
+
+def _quality(workload: str, svi, state, guide, is_auto: bool, dataset) -> float:
+    params = svi.get_params(state)
+    if workload == "W1":
+        a, b = float(params["alpha_q"]), float(params["beta_q"])
+        return abs(a / (a + b) - bench_data.coin_posterior_mean(dataset.obs))
+    if is_auto:
+        medians = guide.median(params)
+        alpha, beta = medians["alpha"], medians["beta"]
+    else:
+        alpha, beta = params["alpha_loc"], params["beta_loc"]
+    reference = bench_data.least_squares_coefficients(dataset.x, dataset.y)
+    return bench_data.regression_error(float(alpha), jax.device_get(beta), reference)
+
+
+def _scan_block(svi, length: int):
+    def run_block(state, *args):
+        def body(carry, _):
+            return svi.update(carry, *args)
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    return jax.jit(run_block)
+
+
+def build(
+    framework: str, workload: str, config: Config, dataset, block_steps: int
+) -> Trainer:
+    spec = WORKLOADS[workload]
+    args = tuple(jnp.asarray(t.numpy()) for t in dataset.args())
+    model, guide = model_and_guide(workload, _backend(), bench_data.NUM_FEATURES)
+    is_auto = config.option("guide") == "autodiag"
+    if is_auto:
+        guide = AutoDiagonalNormal(model, init_loc_fn=numpyro.infer.init_to_median)
+    elbo = numpyro.infer.Trace_ELBO(num_particles=spec.num_particles)
+    svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(spec.lr), elbo)
+    holder = {"state": svi.init(jax.random.PRNGKey(0), *args)}
+
+    if config.option("loop") == "scan":
+        run_block = _scan_block(svi, block_steps)
+
+        def step() -> float:
+            holder["state"], losses = run_block(holder["state"], *args)
+            return float(losses[-1])
+
+        steps_per_call = block_steps
+    else:
+        update = jax.jit(svi.update)
+
+        def step() -> float:
+            holder["state"], loss = update(holder["state"], *args)
+            return float(loss)
+
+        steps_per_call = 1
+
+    def quality() -> float:
+        return _quality(workload, svi, holder["state"], guide, is_auto, dataset)
+
+    return Trainer(step=step, quality=quality, steps_per_call=steps_per_call)

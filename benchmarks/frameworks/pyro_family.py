@@ -1,0 +1,105 @@
+"""Pyro and pyrolite workers: the same code, with the package name as the only difference.
+
+Only Pyro's public API is used here (``import pyrolite as pyro`` must run it unchanged), so a
+pyrolite row measures exactly what a Pyro user's script would do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from types import SimpleNamespace
+
+import torch
+
+from .. import data as bench_data
+from ..measure import SkipConfig
+from ..models import Backend, model_and_guide
+from ..registry import WORKLOADS, Config
+from . import Trainer
+
+
+def prepare(framework: str) -> dict:
+    """Import the package and its submodules; return their versions."""
+    lib = _import(framework)
+    return {framework: getattr(lib.pyro, "__version__", "?"), "torch": torch.__version__}
+
+
+def _import(framework: str) -> SimpleNamespace:
+    name = "pyro" if framework == "pyro" else "pyrolite"
+    return SimpleNamespace(
+        pyro=importlib.import_module(name),
+        dist=importlib.import_module(f"{name}.distributions"),
+        infer=importlib.import_module(f"{name}.infer"),
+        optim=importlib.import_module(f"{name}.optim"),
+        name=name,
+    )
+
+
+def _backend(lib: SimpleNamespace) -> Backend:
+    return Backend(
+        ppl=lib.pyro,
+        dist=lib.dist,
+        constraints=lib.dist.constraints,
+        scalar=lambda v: torch.tensor(v),
+        full=lambda n, v: torch.full((n,), v),
+    )
+
+
+def _autoguide(lib: SimpleNamespace, model):
+    try:
+        autoguide = importlib.import_module(f"{lib.name}.infer.autoguide")
+        guide_class = autoguide.AutoDiagonalNormal
+    except (ImportError, AttributeError) as error:
+        raise SkipConfig(f"{lib.name}.infer.autoguide.AutoDiagonalNormal missing ({error})")
+    return guide_class(model)
+
+
+def _elbo(lib: SimpleNamespace, workload: str, config: Config):
+    kwargs = {}
+    particles = WORKLOADS[workload].num_particles
+    if particles > 1:
+        kwargs = dict(num_particles=particles, max_plate_nesting=1)
+        kwargs["vectorize_particles"] = config.option("particles") == "vectorized"
+    if config.option("elbo") == "jit":
+        return lib.infer.JitTrace_ELBO(**kwargs)
+    return lib.infer.Trace_ELBO(**kwargs)
+
+
+def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset) -> float:
+    param = lib.pyro.param
+    with torch.no_grad():
+        if workload == "W1":
+            a, b = float(param("alpha_q")), float(param("beta_q"))
+            return abs(a / (a + b) - bench_data.coin_posterior_mean(dataset.obs))
+        if is_auto:
+            medians = guide.median()
+            alpha, beta = medians["alpha"], medians["beta"]
+        else:
+            alpha, beta = param("alpha_loc"), param("beta_loc")
+        reference = bench_data.least_squares_coefficients(dataset.x, dataset.y)
+        return bench_data.regression_error(float(alpha), beta.detach().numpy(), reference)
+
+
+def build(
+    framework: str, workload: str, config: Config, dataset, block_steps: int
+) -> Trainer:
+    lib = _import(framework)
+    warnings.filterwarnings("ignore")  # JIT tracer warnings would flood the worker's stderr
+    lib.pyro.clear_param_store()
+    lib.pyro.set_rng_seed(0)
+    model, guide = model_and_guide(workload, _backend(lib), bench_data.NUM_FEATURES)
+    is_auto = config.option("guide") == "autodiag"
+    if is_auto:
+        guide = _autoguide(lib, model)
+    optimizer = lib.optim.Adam({"lr": WORKLOADS[workload].lr})
+    svi = lib.infer.SVI(model, guide, optimizer, _elbo(lib, workload, config))
+    args = dataset.args()
+
+    def step() -> float:
+        return svi.step(*args)
+
+    def quality() -> float:
+        return _quality(lib, workload, guide, is_auto, dataset)
+
+    return Trainer(step=step, quality=quality)

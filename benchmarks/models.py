@@ -1,0 +1,102 @@
+"""Each workload's model and guide, written once against a Pyro-style namespace.
+
+``Backend`` bundles what differs between pyrolite, Pyro and NumPyro (the primitives module, the
+distributions module, the constraints and how to make an array); the model code itself is the
+same ordinary Pyro code for all three, so ``import pyrolite as pyro`` runs exactly what Pyro runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable, Tuple
+
+from .data import COIN_PRIOR
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A PPL as the models see it: ``ppl.sample/param/plate``, ``dist``, ``constraints``."""
+
+    ppl: ModuleType
+    dist: ModuleType
+    constraints: Any
+    scalar: Callable[[float], Any]
+    full: Callable[[int, float], Any]
+
+
+def linear_predictor(x, alpha, beta):
+    """``alpha + x @ beta`` that also works under a vectorized particle plate.
+
+    Without particles beta is (P,) and ``beta @ x.T`` is (N,). Under Pyro's vectorized particles
+    beta is (S, 1, P) (the 1 is the data plate) and ``beta @ x.T`` is (S, 1, N); dropping that
+    singleton lines the result up with alpha's (S, 1) and the data plate's dim -1.
+    """
+    xb = beta @ x.T
+    if xb.ndim > 1:
+        xb = xb.squeeze(-2)
+    return alpha + xb
+
+
+def coin(backend: Backend) -> Tuple[Callable, Callable]:
+    """W1: Beta(10, 10) prior, Bernoulli likelihood in a plate, Beta guide."""
+    ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
+    alpha_init, beta_init = backend.scalar(15.0), backend.scalar(15.0)
+
+    def model(obs):
+        f = ppl.sample("latent_fairness", dist.Beta(*COIN_PRIOR))
+        with ppl.plate("data", obs.shape[0]):
+            ppl.sample("obs", dist.Bernoulli(probs=f), obs=obs)
+
+    def guide(obs):
+        alpha_q = ppl.param("alpha_q", alpha_init, constraint=positive)
+        beta_q = ppl.param("beta_q", beta_init, constraint=positive)
+        ppl.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
+
+    return model, guide
+
+
+def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]:
+    """W2/W3/W6: Bayesian linear regression and a mean-field guide over unconstrained latents.
+
+    Every param gets its own init array: Pyro may keep an unconstrained init tensor as the param
+    itself, so two params must never share one.
+    """
+    ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
+    scalar, full = backend.scalar, backend.full
+    beta_prior_loc = full(num_features, 0.0)
+    inits = {
+        "alpha_loc": scalar(0.0),
+        "alpha_scale": scalar(0.1),
+        "beta_loc": full(num_features, 0.0),
+        "beta_scale": full(num_features, 0.1),
+        "log_sigma_loc": scalar(0.0),
+        "log_sigma_scale": scalar(0.1),
+    }
+
+    def model(x, y):
+        alpha = ppl.sample("alpha", dist.Normal(0.0, 100.0))
+        beta = ppl.sample("beta", dist.Normal(beta_prior_loc, 10.0).to_event(1))
+        sigma = ppl.sample("sigma", dist.HalfNormal(10.0))
+        mu = linear_predictor(x, alpha, beta)
+        with ppl.plate("data", x.shape[0]):
+            ppl.sample("y", dist.Normal(mu, sigma), obs=y)
+
+    def guide(x, y):
+        a_loc = ppl.param("alpha_loc", inits["alpha_loc"])
+        a_scale = ppl.param("alpha_scale", inits["alpha_scale"], constraint=positive)
+        b_loc = ppl.param("beta_loc", inits["beta_loc"])
+        b_scale = ppl.param("beta_scale", inits["beta_scale"], constraint=positive)
+        s_loc = ppl.param("log_sigma_loc", inits["log_sigma_loc"])
+        s_scale = ppl.param("log_sigma_scale", inits["log_sigma_scale"], constraint=positive)
+        ppl.sample("alpha", dist.Normal(a_loc, a_scale))
+        ppl.sample("beta", dist.Normal(b_loc, b_scale).to_event(1))
+        ppl.sample("sigma", dist.LogNormal(s_loc, s_scale))
+
+    return model, guide
+
+
+def model_and_guide(workload: str, backend: Backend, num_features: int):
+    if workload == "W1":
+        return coin(backend)
+    return regression(backend, num_features)

@@ -1,0 +1,246 @@
+"""The workloads and the configurations that run them: the one place to add a benchmark.
+
+A *workload* fixes the model, the data, the learning rate and the step budget; a *config* says
+which framework runs it and how (guide, ELBO flavour, loop style). Adding a workload means:
+a ``Workload`` entry here, its data in ``data.py``, its model/guide in ``models.py`` and its
+hand-written step in ``frameworks/hand.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+FRAMEWORKS = ("hand", "pyrolite", "pyro", "numpyro")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark problem and its step budget.
+
+    ``block_steps`` steps form one timing block; each run does one warm-up block and
+    ``blocks`` timed blocks after the (separately timed) first step.
+    """
+
+    name: str
+    title: str
+    description: str
+    lr: float
+    num_data: int
+    num_particles: int = 1
+    block_steps: int = 200
+    quick_block_steps: int = 50
+    quality_name: str = ""
+    planned: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way of running a workload: a framework plus its options.
+
+    ``options`` keys understood by the workers: ``guide`` ("hand" | "autodiag"),
+    ``elbo`` ("trace" | "jit"), ``particles`` ("vectorized" | "sequential"),
+    ``loop`` ("update" | "scan"). ``step_scale`` shrinks the step budget for very slow
+    configs (e.g. Pyro with 100 sequential particles).
+    """
+
+    key: str
+    framework: str
+    label: str
+    options: Tuple[Tuple[str, str], ...] = ()
+    step_scale: float = 1.0
+    note: str = ""
+
+    def option(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        return dict(self.options).get(name, default)
+
+
+WORKLOADS: Dict[str, Workload] = {
+    "W1": Workload(
+        name="W1",
+        title="Coin: Beta-Bernoulli",
+        description=(
+            "f ~ Beta(10, 10); 10 Bernoulli obs in a plate (6 ones, 4 zeros); "
+            "guide Beta(alpha_q, beta_q), params init 15.0 with constraint=positive; "
+            "Trace_ELBO, Adam lr 5e-4."
+        ),
+        lr=5e-4,
+        num_data=10,
+        block_steps=300,
+        quick_block_steps=100,
+        quality_name="|E_q[f] - exact posterior mean 16/30|",
+    ),
+    "W2": Workload(
+        name="W2",
+        title="Bayesian linear regression, N=2500, P=8",
+        description=(
+            "alpha ~ Normal(0, 100), beta ~ Normal(0, 10).to_event(1), sigma ~ HalfNormal(10), "
+            "y ~ Normal(alpha + x @ beta, sigma) in plate('data', N); data as in seed 003 "
+            "(torch seed 42). Hand-written mean-field guide: Normal over alpha and beta, "
+            "LogNormal over sigma, scales = exp(unconstrained) (constraint=positive, init 0.1); "
+            "Adam lr 1e-2."
+        ),
+        lr=1e-2,
+        num_data=2500,
+        block_steps=200,
+        quick_block_steps=50,
+        quality_name="max |guide mean - least-squares coef| over (alpha, beta)",
+    ),
+    "W3": Workload(
+        name="W3",
+        title="W2 with 100 particles",
+        description=(
+            "W2's model and guide; Trace_ELBO(num_particles=100, vectorize_particles=True, "
+            "max_plate_nesting=1) for pyrolite/Pyro, Trace_ELBO(num_particles=100) for NumPyro, "
+            "a leading particle dimension for the hand-written step."
+        ),
+        lr=1e-2,
+        num_data=2500,
+        num_particles=100,
+        block_steps=50,
+        quick_block_steps=10,
+        quality_name="max |guide mean - least-squares coef| over (alpha, beta)",
+    ),
+    "W4": Workload(
+        name="W4",
+        title="Score-function Beta-Bernoulli, with/without decaying-average baseline",
+        description="Planned (later issue): steps to converge with and without a baseline.",
+        lr=5e-4,
+        num_data=10,
+        planned=True,
+    ),
+    "W5": Workload(
+        name="W5",
+        title="Gaussian mixture with parallel enumeration",
+        description="Planned (later issue): TraceEnum_ELBO with a discrete assignment site.",
+        lr=1e-2,
+        num_data=0,
+        planned=True,
+    ),
+    "W6": Workload(
+        name="W6",
+        title="W2 with N = 1,000,000",
+        description="W2's model, guide and optimiser on N = 1,000,000 data points.",
+        lr=1e-2,
+        num_data=1_000_000,
+        block_steps=10,
+        quick_block_steps=3,
+        quality_name="max |guide mean - least-squares coef| over (alpha, beta)",
+    ),
+}
+
+
+def _cfg(key, framework, label, step_scale=1.0, note="", **options) -> Config:
+    return Config(key, framework, label, tuple(sorted(options.items())), step_scale, note)
+
+
+HAND = _cfg("hand", "hand", "hand-written PyTorch step")
+PYROLITE = _cfg("pyrolite", "pyrolite", "pyrolite Trace_ELBO", elbo="trace", guide="hand")
+PYRO = _cfg("pyro", "pyro", "Pyro Trace_ELBO", elbo="trace", guide="hand")
+PYRO_JIT = _cfg("pyro-jit", "pyro", "Pyro JitTrace_ELBO", elbo="jit", guide="hand")
+NUMPYRO = _cfg("numpyro", "numpyro", "NumPyro jit(svi.update)", loop="update", guide="hand")
+
+_AUTODIAG = [
+    _cfg(
+        "pyrolite-autodiag",
+        "pyrolite",
+        "pyrolite AutoDiagonalNormal",
+        elbo="trace",
+        guide="autodiag",
+    ),
+    _cfg("pyro-autodiag", "pyro", "Pyro AutoDiagonalNormal", elbo="trace", guide="autodiag"),
+    _cfg(
+        "numpyro-autodiag",
+        "numpyro",
+        "NumPyro AutoDiagonalNormal jit(svi.update)",
+        loop="update",
+        guide="autodiag",
+    ),
+]
+NUMPYRO_SCAN = _cfg(
+    "numpyro-scan",
+    "numpyro",
+    "NumPyro lax.scan loop (per step)",
+    loop="scan",
+    guide="hand",
+    note="first-step column = first call, which compiles and runs one whole block",
+)
+
+CONFIGS: Dict[str, List[Config]] = {
+    "W1": [HAND, PYROLITE, PYRO, PYRO_JIT, NUMPYRO],
+    "W2": [HAND, PYROLITE, PYRO, PYRO_JIT, NUMPYRO, NUMPYRO_SCAN, *_AUTODIAG],
+    "W3": [
+        HAND,
+        _cfg(
+            "pyrolite",
+            "pyrolite",
+            "pyrolite Trace_ELBO vectorized",
+            elbo="trace",
+            guide="hand",
+            particles="vectorized",
+        ),
+        _cfg(
+            "pyro",
+            "pyro",
+            "Pyro Trace_ELBO vectorized",
+            elbo="trace",
+            guide="hand",
+            particles="vectorized",
+        ),
+        _cfg(
+            "pyro-seq",
+            "pyro",
+            "Pyro Trace_ELBO sequential particles",
+            step_scale=0.1,
+            note="runs a tenth of the step budget",
+            elbo="trace",
+            guide="hand",
+            particles="sequential",
+        ),
+        _cfg("numpyro", "numpyro", "NumPyro jit(svi.update)", loop="update", guide="hand"),
+    ],
+    "W6": [HAND, PYROLITE, PYRO, NUMPYRO],
+}
+
+# Per workload: the config the "ratio to hand" and "ratio to Pyro" columns divide by.
+REFERENCE_KEYS = {"hand": "hand", "pyro": "pyro"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """An issue target: pyrolite's ratio to the hand-written step, in time (and memory)."""
+
+    workload: str
+    config: str
+    max_time_ratio: float
+    max_memory_ratio: Optional[float] = None
+    text: str = field(default="")
+
+
+TARGETS = [
+    Target("W1", "pyrolite", 1.3, text="W1 pyrolite eager svi.step() within 1.3x of hand"),
+    Target("W2", "pyrolite", 1.3, text="W2 pyrolite eager svi.step() within 1.3x of hand"),
+    Target("W3", "pyrolite", 1.3, text="W3 pyrolite eager svi.step() within 1.3x of hand"),
+    Target(
+        "W6",
+        "pyrolite",
+        1.1,
+        1.2,
+        text="W6 pyrolite within 1.1x of hand in time, peak memory within 1.2x of hand's",
+    ),
+]
+
+
+def runnable_workloads() -> List[str]:
+    return [name for name, w in WORKLOADS.items() if not w.planned]
+
+
+def find_config(workload: str, key: str) -> Config:
+    for config in CONFIGS[workload]:
+        if config.key == key:
+            return config
+    raise KeyError(f"no config {key!r} for workload {workload}; known: {list_keys(workload)}")
+
+
+def list_keys(workload: str) -> List[str]:
+    return [c.key for c in CONFIGS[workload]]

@@ -1,0 +1,1 @@
+"""Helpers for testing inference code: fake non-reparameterized distributions."""

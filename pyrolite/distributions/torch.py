@@ -1,0 +1,109 @@
+"""Every ``torch.distributions`` family, subclassed with :class:`TorchDistributionMixin`.
+
+Each wrapper adds no ``__init__`` and no validation, so construction costs exactly what
+torch's does; ``isinstance(pyrolite.distributions.Normal(0, 1), torch.distributions.Normal)``
+holds, and torch's ``expand`` returns the wrapper class because it builds new instances
+with ``type(self)``.
+"""
+
+import inspect
+from typing import Optional
+
+import torch
+
+from pyrolite.distributions.torch_distribution import (
+    ForceableHasRsample,
+    TorchDistributionMixin,
+    copy_forced_has_rsample,
+)
+
+
+def _wrap(torch_cls: type, **methods) -> type:
+    """Subclass ``torch_cls`` with the mixin (plus ``methods``), keeping ``has_rsample_``
+    overrides on expand."""
+    name = torch_cls.__name__
+    torch_expand = torch_cls.expand
+
+    def expand(self, batch_shape, _instance=None):
+        return copy_forced_has_rsample(self, torch_expand(self, batch_shape, _instance))
+
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"``torch.distributions.{name}`` with Pyro's mixin methods.",
+        "expand": expand,
+        **methods,
+    }
+    # torch computes has_rsample with a property on some classes; keep it overridable.
+    torch_has_rsample = inspect.getattr_static(torch_cls, "has_rsample")
+    if isinstance(torch_has_rsample, property):
+        namespace["has_rsample"] = ForceableHasRsample(torch_has_rsample.fget)
+    return type(name, (torch_cls, TorchDistributionMixin), namespace)
+
+
+Bernoulli = _wrap(torch.distributions.Bernoulli)
+Beta = _wrap(torch.distributions.Beta)
+Binomial = _wrap(torch.distributions.Binomial)
+Categorical = _wrap(torch.distributions.Categorical)
+Cauchy = _wrap(torch.distributions.Cauchy)
+Chi2 = _wrap(torch.distributions.Chi2)
+ContinuousBernoulli = _wrap(torch.distributions.ContinuousBernoulli)
+Dirichlet = _wrap(torch.distributions.Dirichlet)
+Exponential = _wrap(torch.distributions.Exponential)
+ExponentialFamily = _wrap(torch.distributions.ExponentialFamily)
+FisherSnedecor = _wrap(torch.distributions.FisherSnedecor)
+Gamma = _wrap(torch.distributions.Gamma)
+GeneralizedPareto = _wrap(torch.distributions.GeneralizedPareto)
+Geometric = _wrap(torch.distributions.Geometric)
+Gumbel = _wrap(torch.distributions.Gumbel)
+HalfCauchy = _wrap(torch.distributions.HalfCauchy)
+HalfNormal = _wrap(torch.distributions.HalfNormal)
+InverseGamma = _wrap(torch.distributions.InverseGamma)
+Kumaraswamy = _wrap(torch.distributions.Kumaraswamy)
+LKJCholesky = _wrap(torch.distributions.LKJCholesky)
+Laplace = _wrap(torch.distributions.Laplace)
+LogNormal = _wrap(torch.distributions.LogNormal)
+LogisticNormal = _wrap(torch.distributions.LogisticNormal)
+LowRankMultivariateNormal = _wrap(torch.distributions.LowRankMultivariateNormal)
+MixtureSameFamily = _wrap(torch.distributions.MixtureSameFamily)
+Multinomial = _wrap(torch.distributions.Multinomial)
+MultivariateNormal = _wrap(torch.distributions.MultivariateNormal)
+NegativeBinomial = _wrap(torch.distributions.NegativeBinomial)
+Normal = _wrap(torch.distributions.Normal)
+OneHotCategorical = _wrap(torch.distributions.OneHotCategorical)
+OneHotCategoricalStraightThrough = _wrap(torch.distributions.OneHotCategoricalStraightThrough)
+Pareto = _wrap(torch.distributions.Pareto)
+Poisson = _wrap(torch.distributions.Poisson)
+RelaxedBernoulli = _wrap(torch.distributions.RelaxedBernoulli)
+RelaxedOneHotCategorical = _wrap(torch.distributions.RelaxedOneHotCategorical)
+StudentT = _wrap(torch.distributions.StudentT)
+TransformedDistribution = _wrap(torch.distributions.TransformedDistribution)
+Uniform = _wrap(torch.distributions.Uniform)
+VonMises = _wrap(torch.distributions.VonMises)
+Weibull = _wrap(torch.distributions.Weibull)
+Wishart = _wrap(torch.distributions.Wishart)
+
+
+def _independent_to_event(self, reinterpreted_batch_ndims: Optional[int] = None):
+    """Reinterpret more batch dims (or, if negative, fewer) by merging into one Independent.
+
+    >>> d = Independent(Normal(torch.zeros(2, 3), 1.0), 1).to_event(1)
+    >>> d.reinterpreted_batch_ndims, type(d.base_dist).__name__
+    (2, 'Normal')
+    """
+    if reinterpreted_batch_ndims is None:
+        reinterpreted_batch_ndims = len(self.batch_shape)
+    if reinterpreted_batch_ndims == 0:
+        return self
+    total = self.reinterpreted_batch_ndims + reinterpreted_batch_ndims
+    if total < 0:
+        raise ValueError(
+            f"to_event({reinterpreted_batch_ndims}) would give back more event dims than "
+            f"the {self.reinterpreted_batch_ndims} this Independent reinterprets."
+        )
+    if total == 0:
+        return self.base_dist
+    return copy_forced_has_rsample(self, Independent(self.base_dist, total))
+
+
+Independent = _wrap(torch.distributions.Independent, to_event=_independent_to_event)

@@ -1,0 +1,427 @@
+"""``PyroOptim``: steps the ParamStore's unconstrained tensors with torch optimizers.
+
+Parameters are created lazily by models and guides, so the optimizer learns about each one
+the first time ``SVI`` passes it in. Parameters whose optimizer arguments are equal share one
+torch optimizer (and one param group while their hyperparameters stay equal), so a step costs
+one dictionary lookup per parameter plus one ``torch.optim.Optimizer.step`` per distinct
+argument dict. State is exported per parameter *name*, in the same layout as Pyro's.
+"""
+
+import inspect
+import os
+import tempfile
+import warnings
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple, Union
+
+import torch
+from torch.nn.utils import clip_grad_norm_, clip_grad_value_
+from torch.optim import Optimizer
+
+ArgsOrFn = Union[Dict[str, Any], Callable[..., Dict[str, Any]]]
+
+# The ParamStore joins a module's name and a parameter's name with this divider
+# (``pyro.module("enc", net)`` registers "enc$$$fc.weight"); two-argument per-param
+# callables receive the two halves, one-argument callables the dotted name.
+_MODULE_DIVIDER = "$$$"
+
+
+def _param_name(param: torch.Tensor) -> Optional[str]:
+    """The ParamStore name of an unconstrained tensor, or None when it is not in the store."""
+    try:
+        from pyrolite.params.param_store import _PARAM_STORE
+    except ImportError:
+        return None
+    return _PARAM_STORE.param_name(param)
+
+
+def _positional_arity(fn: Callable) -> int:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in signature.parameters.values() if p.kind in kinds)
+
+
+def _call_per_param(fn: Callable, arity: int, name: Optional[str], what: str) -> Dict[str, Any]:
+    if name is None:
+        raise ValueError(
+            f"{what} is a per-parameter callable, which needs each parameter's ParamStore "
+            "name, but a tensor passed to the optimizer is not in the ParamStore; register it "
+            "with pyro.param(...) or pass a dict instead"
+        )
+    if arity >= 2:
+        module_name, _, short_name = name.rpartition(_MODULE_DIVIDER)
+        result = fn(module_name or name, short_name)
+    else:
+        result = fn(name.replace(_MODULE_DIVIDER, "."))
+    if not isinstance(result, dict):
+        raise TypeError(f"{what} callable must return a dict for param {name!r}, got {result!r}")
+    return result
+
+
+def _freeze(value: Any) -> Hashable:
+    """A hashable key such that equal argument dicts give equal keys."""
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_freeze(v) for v in value))
+    if isinstance(value, torch.Tensor):
+        return ("tensor", id(value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
+
+
+def _snapshot(value: Any) -> Any:
+    """Copy nested state so later steps do not mutate what was returned."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return type(value)((k, _snapshot(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v) for v in value)
+    return value
+
+
+def _group_settings(group: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in group.items() if k != "params"}
+
+
+def _check_optimizer_state(name: str, entry: Any) -> None:
+    problem = None
+    if not isinstance(entry, dict):
+        problem = f"expected a dict, got {type(entry).__name__}"
+    elif "scheduler" in entry and "optimizer" in entry:
+        problem = "it was saved by a PyroLRScheduler; load it into a PyroLRScheduler"
+    elif not isinstance(entry.get("state"), dict) or not isinstance(
+        entry.get("param_groups"), list
+    ):
+        problem = "expected a torch optimizer state_dict with 'state' and 'param_groups'"
+    elif len(entry["param_groups"]) != 1 or not isinstance(entry["param_groups"][0], dict):
+        problem = f"expected exactly one param group, got {len(entry['param_groups'])}"
+    elif len(entry["param_groups"][0].get("params", ())) != 1:
+        problem = "expected a param group holding exactly one parameter"
+    if problem is not None:
+        raise ValueError(f"invalid optimizer state for param {name!r}: {problem}")
+
+
+class _Arrival:
+    """Everything needed to start optimizing a parameter seen for the first time."""
+
+    __slots__ = ("param", "name", "args", "args_key", "clip", "settings", "state", "extra")
+
+    def __init__(self, param, name, args, clip):
+        self.param = param
+        self.name = name
+        self.args = args
+        self.args_key = _freeze(args)
+        self.clip = clip
+        self.settings: Optional[Dict[str, Any]] = None  # restored group hyperparameters
+        self.state: Optional[Dict[str, Any]] = None  # restored per-parameter state
+        self.extra: Any = None  # restored subclass state (a scheduler's)
+
+
+class PyroOptim:
+    """Wraps a ``torch.optim.Optimizer`` class so it can optimize ParamStore parameters.
+
+    :param optim_constructor: a ``torch.optim.Optimizer`` subclass, e.g. ``torch.optim.Adam``.
+    :param optim_args: keyword arguments for the constructor: a dict, or a callable taking a
+        parameter name (``fn(name)``, module params as ``"module.weight"``) or
+        ``fn(module_name, param_name)`` and returning a dict, for per-parameter arguments.
+    :param clip_args: ``{"clip_norm": ..., "clip_value": ...}`` (either key optional), or a
+        callable like ``optim_args``; each parameter's gradient is clipped on its own before
+        the step (norm first, then value).
+
+    Calling ``optim(params)`` steps exactly the given tensors, which must have ``.grad`` set;
+    unseen tensors get fresh optimizer state (or the state waiting from :meth:`set_state`).
+    Other parameters sharing a torch optimizer are untouched as long as their ``.grad`` is
+    ``None``, which ``SVI`` ensures.
+
+    >>> import torch
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> optim = PyroOptim(torch.optim.SGD, {"lr": 0.1})
+    >>> (w - 1.0).pow(2).sum().backward()
+    >>> optim([w])
+    >>> w.detach()
+    tensor([0.2000, 0.2000])
+    """
+
+    def __init__(
+        self,
+        optim_constructor: Callable[..., Optimizer],
+        optim_args: ArgsOrFn,
+        clip_args: Optional[ArgsOrFn] = None,
+    ) -> None:
+        if not (callable(optim_args) or isinstance(optim_args, dict)):
+            raise TypeError(
+                f"optim_args must be a dict or a callable returning one, got {optim_args!r}"
+            )
+        if clip_args is None:
+            clip_args = {}
+        if not (callable(clip_args) or isinstance(clip_args, dict)):
+            raise TypeError(
+                f"clip_args must be a dict or a callable returning one, got {clip_args!r}"
+            )
+        if isinstance(clip_args, dict):
+            self._check_clip_args(clip_args, None)
+        self.pt_optim_constructor = optim_constructor
+        self.pt_optim_args = optim_args
+        self.pt_clip_args = clip_args
+        self._optim_arity = _positional_arity(optim_args) if callable(optim_args) else 0
+        self._clip_arity = _positional_arity(clip_args) if callable(clip_args) else 0
+        # LBFGS caches its parameter list at construction, so it cannot grow.
+        self._one_optimizer_per_param = isinstance(optim_constructor, type) and issubclass(
+            optim_constructor, torch.optim.LBFGS
+        )
+
+        self._optimizers: Dict[Hashable, Optimizer] = {}  # args key -> shared optimizer
+        self._optimizer_of: Dict[torch.Tensor, Optimizer] = {}
+        self._group_of: Dict[torch.Tensor, Dict[str, Any]] = {}
+        self._name_of: Dict[torch.Tensor, Optional[str]] = {}
+        self._clip_of: Dict[torch.Tensor, Tuple[Optional[float], Optional[float]]] = {}
+        # state from set_state/load, consumed when its parameter is first seen
+        self._state_waiting_to_be_consumed: Dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- stepping
+
+    def __call__(self, params: Iterable[torch.Tensor], *args: Any, **kwargs: Any) -> None:
+        """Take one optimizer step on ``params``; ``args``/``kwargs`` go to ``step()``."""
+        optimizer_of = self._optimizer_of
+        clip_of = self._clip_of
+        touched: Dict[Optimizer, None] = {}
+        new: Optional[Dict[torch.Tensor, None]] = None
+        for p in params:
+            optimizer = optimizer_of.get(p)
+            if optimizer is None:
+                if new is None:
+                    new = {}
+                new[p] = None
+                continue
+            if clip_of:
+                clip = clip_of.get(p)
+                if clip is not None:
+                    self._clip_grad(p, *clip)
+            touched[optimizer] = None
+        if new is not None:
+            self._start(list(new))
+            for p in new:
+                clip = clip_of.get(p)
+                if clip is not None:
+                    self._clip_grad(p, *clip)
+                touched[optimizer_of[p]] = None
+        for optimizer in touched:
+            optimizer.step(*args, **kwargs)
+
+    @staticmethod
+    def _clip_grad(
+        param: torch.Tensor, clip_norm: Optional[float], clip_value: Optional[float]
+    ) -> None:
+        if clip_norm is not None:
+            clip_grad_norm_(param, clip_norm)
+        if clip_value is not None:
+            clip_grad_value_(param, clip_value)
+
+    def _start(self, params: List[torch.Tensor]) -> None:
+        # Prepare every new parameter first, so a bad restored state raises before anything
+        # is changed.
+        arrivals = [self._prepare(p) for p in params]
+        self._place(arrivals)
+        for a in arrivals:
+            self._name_of[a.param] = a.name
+            if a.clip is not None:
+                self._clip_of[a.param] = a.clip
+            if a.name is not None:
+                self._state_waiting_to_be_consumed.pop(a.name, None)
+
+    def _prepare(self, param: torch.Tensor) -> _Arrival:
+        name = _param_name(param)
+        if callable(self.pt_optim_args):
+            args = _call_per_param(self.pt_optim_args, self._optim_arity, name, "optim_args")
+        else:
+            args = self.pt_optim_args
+        if callable(self.pt_clip_args):
+            clip_args = _call_per_param(self.pt_clip_args, self._clip_arity, name, "clip_args")
+            self._check_clip_args(clip_args, name)
+        else:
+            clip_args = self.pt_clip_args
+        clip = None
+        if clip_args.get("clip_norm") is not None or clip_args.get("clip_value") is not None:
+            clip = (clip_args.get("clip_norm"), clip_args.get("clip_value"))
+        arrival = _Arrival(param, name, args, clip)
+        saved = self._state_waiting_to_be_consumed.get(name) if name is not None else None
+        if saved is not None:
+            self._restore_into(arrival, saved)
+        return arrival
+
+    def _restore_into(self, arrival: _Arrival, saved: Dict[str, Any]) -> None:
+        arrival.settings, arrival.state = self._cast_optimizer_state(arrival, saved)
+
+    def _cast_optimizer_state(self, arrival: _Arrival, saved: Dict[str, Any]):
+        """Load a one-parameter state_dict through a scratch optimizer, which casts the state
+        to the parameter's device and dtype and fills settings added by newer torch."""
+        param = arrival.param
+        scratch = self.pt_optim_constructor([param], **arrival.args)
+        try:
+            scratch.load_state_dict(saved)
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise ValueError(
+                f"saved optimizer state for param {arrival.name!r} does not fit "
+                f"{type(scratch).__name__} on a tensor of shape {tuple(param.shape)}: {e}"
+            ) from e
+        settings = _group_settings(scratch.param_groups[0])
+        missing = sorted(set(scratch.defaults) - set(settings))
+        if missing:
+            raise ValueError(
+                f"saved optimizer state for param {arrival.name!r} lacks {missing}, which "
+                f"{type(scratch).__name__} needs; was it saved from a different optimizer?"
+            )
+        state = scratch.state.get(param)
+        return settings, (dict(state) if state else None)
+
+    def _place(self, arrivals: List[_Arrival]) -> None:
+        for a in arrivals:
+            p = a.param
+            optimizer = self._optimizers.get(a.args_key)
+            if optimizer is None:
+                group = {"params": [p]} if a.settings is None else {**a.settings, "params": [p]}
+                optimizer = self.pt_optim_constructor([group], **a.args)
+                if not self._one_optimizer_per_param:
+                    self._optimizers[a.args_key] = optimizer
+                group = optimizer.param_groups[0]
+            else:
+                wanted = optimizer.defaults if a.settings is None else a.settings
+                wanted_key = _freeze(wanted)
+                for group in optimizer.param_groups:
+                    if _freeze(_group_settings(group)) == wanted_key:
+                        group["params"].append(p)
+                        break
+                else:
+                    optimizer.add_param_group({**wanted, "params": [p]})
+                    group = optimizer.param_groups[-1]
+            if a.state is not None:
+                optimizer.state[p] = a.state
+            self._optimizer_of[p] = optimizer
+            self._group_of[p] = group
+
+    @staticmethod
+    def _check_clip_args(clip_args: Dict[str, Any], name: Optional[str]) -> None:
+        unknown = set(clip_args) - {"clip_norm", "clip_value"}
+        if unknown:
+            where = f" for param {name!r}" if name else ""
+            raise ValueError(
+                f"clip_args{where} has unknown keys {sorted(unknown)}; "
+                "use 'clip_norm' and/or 'clip_value'"
+            )
+
+    # ----------------------------------------------------------------- state
+
+    def get_state(self) -> Dict[str, Any]:
+        """Optimizer state keyed by parameter name: for each, a one-parameter torch
+        ``state_dict`` (current hyperparameters included). Tensors are copies. State loaded
+        with :meth:`set_state` whose parameter has not been seen yet is included as is."""
+        state = _snapshot(self._state_waiting_to_be_consumed)
+        unnamed = 0
+        for p, name in self._name_of.items():
+            if name is None:
+                unnamed += 1
+                continue
+            state[name] = self._param_state(p)
+        if unnamed:
+            warnings.warn(
+                f"get_state: {unnamed} optimized tensor(s) are not in the ParamStore and have "
+                "no name, so their optimizer state is not included",
+                RuntimeWarning,
+            )
+        return state
+
+    def _param_state(self, param: torch.Tensor) -> Dict[str, Any]:
+        optimizer = self._optimizer_of[param]
+        state = optimizer.state.get(param)
+        return _snapshot(
+            {
+                "state": {0: state} if state else {},
+                "param_groups": [{**_group_settings(self._group_of[param]), "params": [0]}],
+            }
+        )
+
+    def set_state(self, state_dict: Dict[str, Any]) -> None:
+        """Restore state from :meth:`get_state`. Each parameter's state is applied when it is
+        next passed to the optimizer; parameters already being optimized restart from it."""
+        self._check_state(state_dict)
+        by_name = {name: p for p, name in self._name_of.items() if name is not None}
+        for name in state_dict:
+            if name in by_name:
+                self._forget(by_name[name])
+        self._state_waiting_to_be_consumed.update(state_dict)
+
+    def _check_state(self, state_dict: Any) -> None:
+        if not isinstance(state_dict, dict):
+            raise ValueError(
+                f"optimizer state must be a dict keyed by parameter name, got "
+                f"{type(state_dict).__name__}"
+            )
+        for name, entry in state_dict.items():
+            if not isinstance(name, str):
+                raise ValueError(f"optimizer state keys must be parameter names, got {name!r}")
+            self._check_entry(name, entry)
+
+    def _check_entry(self, name: str, entry: Any) -> None:
+        _check_optimizer_state(name, entry)
+
+    def _forget(self, param: torch.Tensor) -> None:
+        """Stop optimizing ``param`` so that its next appearance starts it afresh."""
+        optimizer = self._optimizer_of.pop(param)
+        group = self._group_of.pop(param)
+        self._name_of.pop(param, None)
+        self._clip_of.pop(param, None)
+        optimizer.state.pop(param, None)
+        group["params"] = [q for q in group["params"] if q is not param]
+        if not group["params"]:
+            optimizer.param_groups = [g for g in optimizer.param_groups if g is not group]
+            if not optimizer.param_groups:
+                self._drop_optimizer(optimizer)
+
+    def _drop_optimizer(self, optimizer: Optimizer) -> None:
+        self._optimizers = {k: o for k, o in self._optimizers.items() if o is not optimizer}
+
+    def save(self, filename: str) -> None:
+        """Write :meth:`get_state` to ``filename`` atomically (temporary file + rename)."""
+        state = self.get_state()
+        directory = os.path.dirname(os.path.abspath(filename))
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".optim-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_path, filename)
+        except BaseException:
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+
+    def load(self, filename: str, map_location: Any = None) -> None:
+        """Read state written by :meth:`save` (or by Pyro) and :meth:`set_state` it.
+
+        The file is read with ``torch.load(weights_only=True)``, so it cannot run code. A
+        corrupt or foreign file raises ``ValueError`` and leaves this optimizer unchanged.
+        """
+        try:
+            state = torch.load(filename, map_location=map_location, weights_only=True)
+        except OSError:
+            raise
+        except Exception as e:
+            raise ValueError(
+                f"could not read optimizer state from {filename!r}: the file is corrupt, "
+                f"truncated, or not an optimizer checkpoint ({type(e).__name__}: {e})"
+            ) from e
+        try:
+            self._check_state(state)
+        except ValueError as e:
+            raise ValueError(f"{filename!r} is not a valid optimizer checkpoint: {e}") from e
+        self.set_state(state)

@@ -1,0 +1,52 @@
+"""Effect handlers ("poutines"): the messenger stack every primitive passes through."""
+
+from ..util import enable_validation
+from . import runtime
+from .block_messenger import BlockMessenger
+from .broadcast_messenger import BroadcastMessenger
+from .condition_messenger import ConditionMessenger
+from .do_messenger import DoMessenger
+from .enum_messenger import EnumMessenger
+from .escape_messenger import EscapeMessenger
+from .handlers import (
+    block,
+    broadcast,
+    condition,
+    do,
+    enum,
+    escape,
+    infer_config,
+    lift,
+    markov,
+    mask,
+    queue,
+    replay,
+    scale,
+    seed,
+    trace,
+    uncondition,
+)
+from .infer_config_messenger import InferConfigMessenger
+from .lift_messenger import LiftMessenger
+from .markov_messenger import MarkovMessenger
+from .mask_messenger import MaskMessenger, get_mask
+from .messenger import Messenger
+from .plate_messenger import CondIndepStackFrame, PlateMessenger
+from .replay_messenger import ReplayMessenger
+from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
+from .scale_messenger import ScaleMessenger
+from .seed_messenger import SeedMessenger
+from .trace_messenger import TraceHandler, TraceMessenger
+from .trace_struct import Trace
+from .uncondition_messenger import UnconditionMessenger
+
+__all__ = [
+    "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
+    "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",
+    "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "PlateMessenger",
+    "ReplayMessenger", "ScaleMessenger", "SeedMessenger", "Trace", "TraceHandler",
+    "TraceMessenger", "UnconditionMessenger", "am_i_wrapped", "apply_stack", "block",
+    "broadcast", "condition", "do", "effectful", "enable_validation", "enum", "escape",
+    "get_mask", "infer_config", "lift", "markov", "mask", "queue", "replay", "runtime",
+    "scale", "seed", "trace", "uncondition",
+]  # fmt: skip

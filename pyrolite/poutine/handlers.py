@@ -1,0 +1,192 @@
+"""Function-style handlers: ``poutine.trace(fn)``, ``with poutine.block(hide=[...]):``.
+
+Each handler below builds its messenger; given ``fn`` it returns ``fn`` wrapped,
+otherwise the messenger itself, usable as a context manager or decorator.
+"""
+
+import functools
+from collections import deque
+from typing import Callable, Dict, Optional
+
+from .block_messenger import BlockMessenger
+from .broadcast_messenger import BroadcastMessenger
+from .condition_messenger import ConditionMessenger
+from .do_messenger import DoMessenger
+from .enum_messenger import EnumMessenger
+from .escape_messenger import EscapeMessenger
+from .infer_config_messenger import InferConfigMessenger
+from .lift_messenger import LiftMessenger
+from .markov_messenger import MarkovMessenger
+from .mask_messenger import MaskMessenger
+from .messenger import check_callable
+from .replay_messenger import ReplayMessenger
+from .runtime import NonlocalExit
+from .scale_messenger import ScaleMessenger
+from .seed_messenger import SeedMessenger
+from .trace_messenger import TraceHandler, TraceMessenger
+from .trace_struct import Trace
+from .uncondition_messenger import UnconditionMessenger
+from .util import discrete_escape, enum_extend
+
+
+def _handler(messenger_cls, fn, *args, **kwargs):
+    msngr = messenger_cls(*args, **kwargs)
+    if fn is None:
+        return msngr
+    check_callable(fn, f"poutine.{messenger_cls.__name__[:-9].lower()}")
+    return msngr(fn)
+
+
+def trace(fn=None, graph_type: Optional[str] = None, param_only: Optional[bool] = None):
+    """Record a run: ``poutine.trace(model).get_trace(*args)``, or ``with poutine.trace() as tr:``.
+
+    ``graph_type="dense"`` also records edges from every earlier sample site.
+    """
+    msngr = TraceMessenger(graph_type=graph_type, param_only=param_only)
+    return msngr if fn is None else TraceHandler(msngr, fn)
+
+
+def replay(fn=None, trace: Optional[Trace] = None, params: Optional[Dict] = None):
+    """Reuse the sample values of ``trace`` (and param values from ``params``)."""
+    return _handler(ReplayMessenger, fn, trace=trace, params=params)
+
+
+def block(
+    fn=None,
+    hide_fn=None,
+    expose_fn=None,
+    hide_all=True,
+    expose_all=False,
+    hide=None,
+    expose=None,
+    hide_types=None,
+    expose_types=None,
+):
+    """Hide sites from outer handlers (all by default)."""
+    return _handler(
+        BlockMessenger,
+        fn,
+        hide_fn=hide_fn,
+        expose_fn=expose_fn,
+        hide_all=hide_all,
+        expose_all=expose_all,
+        hide=hide,
+        expose=expose,
+        hide_types=hide_types,
+        expose_types=expose_types,
+    )
+
+
+def condition(fn=None, data=None):
+    """Observe the sites in ``data`` at the given values."""
+    return _handler(ConditionMessenger, fn, data=data)
+
+
+def do(fn=None, data=None):
+    """Intervene on the sites in ``data``."""
+    return _handler(DoMessenger, fn, data=data)
+
+
+def scale(fn=None, scale=1.0):
+    """Multiply log-probs by ``scale``."""
+    return _handler(ScaleMessenger, fn, scale=scale)
+
+
+def mask(fn=None, mask=None):
+    """Zero log-probs where ``mask`` is False."""
+    return _handler(MaskMessenger, fn, mask=mask)
+
+
+def seed(fn=None, rng_seed: int = 0):
+    """Run under a fixed seed, restoring the RNG state afterwards."""
+    return _handler(SeedMessenger, fn, rng_seed=rng_seed)
+
+
+def uncondition(fn=None):
+    """Sample observed sites instead of observing them."""
+    return _handler(UnconditionMessenger, fn)
+
+
+def lift(fn=None, prior=None):
+    """Turn params into samples from ``prior``."""
+    return _handler(LiftMessenger, fn, prior=prior)
+
+
+def infer_config(fn=None, config_fn=None):
+    """Merge ``config_fn(msg)`` into each site's ``infer`` dict."""
+    return _handler(InferConfigMessenger, fn, config_fn=config_fn)
+
+
+def escape(fn=None, escape_fn=None):
+    """Leave the program with ``NonlocalExit`` at the first site where ``escape_fn(msg)``."""
+    return _handler(EscapeMessenger, fn, escape_fn=escape_fn)
+
+
+def broadcast(fn=None):
+    """Expand distributions to their plates' batch shapes."""
+    return _handler(BroadcastMessenger, fn)
+
+
+def enum(fn=None, first_available_dim: Optional[int] = None):
+    """Enumerate sites marked ``infer={"enumerate": "parallel"}`` in fresh left dims."""
+    return _handler(EnumMessenger, fn, first_available_dim=first_available_dim)
+
+
+def markov(fn=None, history: int = 1, keep: bool = False, dim=None, name=None):
+    """Markov context: a context manager, a decorator, or ``for t in markov(range(T))``."""
+    msngr = MarkovMessenger(history=history, keep=keep, dim=dim, name=name)
+    return msngr if fn is None else msngr(fn)
+
+
+def queue(
+    fn=None,
+    queue: Optional[deque] = None,
+    max_tries: Optional[int] = None,
+    escape_fn: Callable = None,
+    extend_fn: Callable = None,
+    num_samples: int = None,
+):
+    """Run ``fn`` once per partial trace in ``queue`` until one run completes.
+
+    This drives sequential enumeration.
+
+    Each run replays a partial trace and escapes at the first new site chosen by
+    ``escape_fn`` (default: a discrete latent); ``extend_fn`` then puts one extended
+    trace per value of that site back in the queue.
+    """
+    if max_tries is None:
+        max_tries = int(1e6)
+    escape_fn = discrete_escape if escape_fn is None else escape_fn
+    extend_fn = enum_extend if extend_fn is None else extend_fn
+    if queue is None:
+        raise ValueError("poutine.queue needs a queue (e.g. collections.deque([Trace()]))")
+
+    def wrapper(wrapped):
+        check_callable(wrapped, "poutine.queue")
+
+        @functools.wraps(wrapped)
+        def _fn(*args, **kwargs):
+            for _ in range(max_tries):
+                if not queue:
+                    raise ValueError("poutine.queue: the queue is empty")
+                next_trace = queue.pop()
+                runner = trace(
+                    escape(
+                        replay(wrapped, trace=next_trace),
+                        escape_fn=functools.partial(escape_fn, next_trace),
+                    )
+                )
+                try:
+                    return runner(*args, **kwargs)
+                except NonlocalExit as site_container:
+                    site_container.reset_stack()
+                    kwargs_ext = {} if num_samples is None else {"num_samples": num_samples}
+                    for new_trace in extend_fn(
+                        runner.trace.copy(), site_container.site, **kwargs_ext
+                    ):
+                        queue.append(new_trace)
+            raise ValueError(f"poutine.queue: max_tries ({max_tries}) exceeded")
+
+        return _fn
+
+    return wrapper(fn) if fn is not None else wrapper

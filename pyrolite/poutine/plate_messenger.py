@@ -1,0 +1,206 @@
+"""``plate``: conditional independence, batch dims, subsampling and log-prob scaling.
+
+A vectorized plate owns one tensor dim (given or allocated right to left), expands
+every sample site inside to its size at that dim, records itself on each site's
+``cond_indep_stack`` (so estimators can Rao-Blackwellize), and, when it
+subsamples, draws the indices as a sample site (so the guide's subsample is
+replayed into the model) and scales log-probs by ``size / subsample_size``.
+Used as an iterator, it is a sequential plate: one independent context per index.
+"""
+
+from typing import Dict, Iterator, NamedTuple, Optional, Union
+
+import torch
+
+from .broadcast_messenger import broadcast_site
+from .messenger import Messenger
+from .runtime import _STACK, Message, apply_stack, new_message
+
+
+class CondIndepStackFrame(NamedTuple):
+    name: str
+    dim: Optional[int]
+    size: int
+    counter: int
+    full_size: Optional[int] = None
+
+    @property
+    def vectorized(self) -> bool:
+        return self.dim is not None
+
+
+class _DimAllocator:
+    """Which plate holds which batch dim right now; freed when the plate exits."""
+
+    def __init__(self):
+        self._owners: Dict[int, str] = {}
+
+    def allocate(self, name: str, dim: Optional[int]) -> int:
+        if dim is None:
+            dim = -1
+            while dim in self._owners:
+                dim -= 1
+        elif dim >= 0:
+            raise ValueError(
+                f"plate('{name}'): dim must be negative (counted from the right), got {dim}"
+            )
+        elif dim in self._owners:
+            raise ValueError(
+                f"plate('{name}') asks for dim {dim}, which plate('{self._owners[dim]}') already "
+                f"uses. Give nested plates different dims (e.g. dim={dim - 1}), or leave dim=None "
+                "to allocate one automatically."
+            )
+        self._owners[dim] = name
+        return dim
+
+    def free(self, dim: int) -> None:
+        self._owners.pop(dim, None)
+
+
+_DIM_ALLOCATOR = _DimAllocator()
+
+
+class _Subsample:
+    """The 'distribution' of a plate's subsample indices: a uniform subset, log-prob 0."""
+
+    has_rsample = False
+    batch_shape = torch.Size()
+    event_shape = torch.Size([1])
+
+    def __init__(self, size: int, subsample_size: int, device=None):
+        self.size, self.subsample_size, self.device = size, subsample_size, device
+
+    def __call__(self) -> torch.Tensor:
+        if self.subsample_size >= self.size:
+            return torch.arange(self.size, device=self.device)
+        return torch.randperm(self.size, device=self.device)[: self.subsample_size]
+
+    sample = __call__
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((), device=value.device)
+
+
+class PlateMessenger(Messenger):
+    """``with plate(name, size, subsample_size=None, subsample=None, dim=None) as idx:``.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> with pyrolite.plate("data", 100, subsample_size=10) as idx:
+    ...     x = pyrolite.sample("x", dist.Normal(0.0, 1.0))
+    >>> x.shape, idx.shape
+    (torch.Size([10]), torch.Size([10]))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        size: Optional[int] = None,
+        subsample_size: Optional[int] = None,
+        subsample: Optional[torch.Tensor] = None,
+        dim: Optional[int] = None,
+        use_cuda: Optional[bool] = None,
+        device: Union[str, torch.device, None] = None,
+    ):
+        if not isinstance(name, str):
+            raise TypeError(f"plate name must be a str, got {type(name).__name__}")
+        if size is None:
+            if subsample is None:
+                raise ValueError(f"plate('{name}') needs a size (or an explicit subsample)")
+            size = int(subsample.shape[0])
+        size = int(size)
+        if size <= 0 and size != -1:
+            raise ValueError(f"plate('{name}') size must be positive, got {size}")
+        if subsample is not None:
+            subsample_size = int(subsample.shape[0])
+        elif subsample_size is None or subsample_size > size:
+            subsample_size = size
+        if use_cuda and device is None:
+            device = "cuda"
+        self.name, self.size, self.subsample_size = name, size, int(subsample_size)
+        self.dim_request = dim
+        self.dim: Optional[int] = None
+        self.device = device
+        self._user_subsample = subsample
+        self._indices: Optional[torch.Tensor] = None
+        self._counter = 0
+        self._scale = size / self.subsample_size if self.subsample_size else 1.0
+        self._frame: Optional[CondIndepStackFrame] = None
+
+    # --- indices -----------------------------------------------------------------
+
+    def _draw_indices(self) -> torch.Tensor:
+        if self._user_subsample is not None:
+            return self._user_subsample
+        if self.subsample_size == self.size:
+            # A full plate has no randomness: no subsample site is recorded.
+            return torch.arange(self.size, device=self.device)
+        fn = _Subsample(self.size, self.subsample_size, self.device)
+        if not _STACK:
+            return fn()
+        msg = new_message("sample", self.name, fn, infer={"_subsample": True})
+        return apply_stack(msg)["value"]
+
+    @property
+    def indices(self) -> torch.Tensor:
+        if self._indices is None:
+            self._indices = self._draw_indices()
+        return self._indices
+
+    # --- vectorized use ------------------------------------------------------------
+
+    def __enter__(self) -> torch.Tensor:
+        self._indices = self._draw_indices()
+        self.dim = _DIM_ALLOCATOR.allocate(self.name, self.dim_request)
+        self._frame = CondIndepStackFrame(self.name, self.dim, self.subsample_size, 0, self.size)
+        super().__enter__()
+        return self._indices
+
+    def __exit__(self, *exc):
+        _DIM_ALLOCATOR.free(self.dim)
+        return super().__exit__(*exc)
+
+    def _pyro_sample(self, msg: Message) -> None:
+        msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
+        if self._scale != 1.0:
+            msg["scale"] = self._scale * msg["scale"]
+        if not msg["done"]:
+            broadcast_site(msg)
+
+    def _pyro_param(self, msg: Message) -> None:
+        msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
+
+    def _pyro_subsample(self, msg: Message) -> None:
+        msg["value"] = self._subsample_data(msg["args"][0], msg["kwargs"].get("event_dim", 0))
+        msg["done"] = True
+
+    def _subsample_data(self, data: torch.Tensor, event_dim: int) -> torch.Tensor:
+        if self.subsample_size == self.size:
+            return data
+        dim = self.dim - event_dim
+        if data.dim() < -dim or data.shape[dim] != self.size:
+            return data
+        return data.index_select(dim, self.indices.to(data.device))
+
+    # --- sequential use ------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self.indices
+        for i in indices.tolist():
+            with _SequentialPlateContext(self, i):
+                yield i
+
+    def __len__(self) -> int:
+        return self.subsample_size
+
+
+class _SequentialPlateContext(Messenger):
+    """One iteration of a sequential ``for i in plate(...)``: independent, no dim."""
+
+    def __init__(self, plate: PlateMessenger, index: int):
+        self._frame = CondIndepStackFrame(plate.name, None, 1, index, plate.size)
+        self._scale = plate._scale
+
+    def _pyro_sample(self, msg: Message) -> None:
+        msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
+        if self._scale != 1.0:
+            msg["scale"] = self._scale * msg["scale"]

@@ -1,0 +1,114 @@
+"""The effect-handler stack: messages, ``apply_stack`` and ``effectful``.
+
+Every primitive (``sample``, ``param``, ``subsample``, ...) becomes a *message*, a
+plain dict, that travels through the active handlers: innermost first through
+``process_message``, then the default effect, then back outwards through
+``postprocess_message``. Handlers communicate only through the message fields.
+"""
+
+import functools
+from typing import Any, Callable, Dict, List, Optional
+
+# Handlers in the order they were entered; the last one is the innermost.
+_STACK: List[Any] = []
+
+Message = Dict[str, Any]
+
+
+class NonlocalExit(Exception):
+    """Raised by a handler (e.g. ``escape``) to leave the model at ``site``."""
+
+    def __init__(self, site: Message, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.site = site
+
+    def reset_stack(self) -> None:
+        """Pop the handlers that were entered after the one that raised."""
+        frame = self.site.get("_escape_frame")
+        if frame is not None and frame in _STACK:
+            del _STACK[_STACK.index(frame) + 1 :]
+
+
+def am_i_wrapped() -> bool:
+    """True when at least one handler is active."""
+    return bool(_STACK)
+
+
+def new_message(
+    type: str,
+    name: Optional[str],
+    fn: Optional[Callable],
+    args: tuple = (),
+    kwargs: Optional[dict] = None,
+    value: Any = None,
+    is_observed: bool = False,
+    infer: Optional[dict] = None,
+) -> Message:
+    """A message with every field present, so handlers never need ``.get``."""
+    return {
+        "type": type,
+        "name": name,
+        "fn": fn,
+        "is_observed": is_observed,
+        "args": args,
+        "kwargs": {} if kwargs is None else kwargs,
+        "value": value,
+        "infer": {} if infer is None else infer,
+        "scale": 1.0,
+        "mask": None,
+        "cond_indep_stack": (),
+        "done": False,
+        "stop": False,
+        "continuation": None,
+    }
+
+
+def default_process_message(msg: Message) -> None:
+    """The effect when no handler supplied a value: call ``fn``."""
+    if msg["done"] or msg["is_observed"] or msg["value"] is not None:
+        msg["done"] = True
+        return
+    msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+    msg["done"] = True
+
+
+def apply_stack(msg: Message) -> Message:
+    """Send ``msg`` through the active handlers and apply its effect.
+
+    A handler that sets ``msg["stop"]`` hides the message from every handler
+    outside it; only handlers that saw the message postprocess it.
+    """
+    stack = _STACK
+    seen = 0
+    for frame in reversed(stack):
+        seen += 1
+        frame._process_message(msg)
+        if msg["stop"]:
+            break
+    default_process_message(msg)
+    for frame in stack[len(stack) - seen :]:
+        frame._postprocess_message(msg)
+    continuation = msg["continuation"]
+    if continuation is not None:
+        continuation(msg)
+    return msg
+
+
+def effectful(fn: Optional[Callable] = None, type: Optional[str] = None) -> Callable:
+    """Turn ``fn`` into a primitive whose calls are messages of ``type``.
+
+    Outside any handler the function is simply called.
+    """
+    if fn is None:
+        return functools.partial(effectful, type=type)
+
+    @functools.wraps(fn)
+    def _fn(*args, name=None, infer=None, obs=None, **kwargs):
+        if not _STACK:
+            return fn(*args, **kwargs) if obs is None else obs
+        msg = new_message(
+            type, name, fn, args, kwargs, value=obs, is_observed=obs is not None, infer=infer
+        )
+        return apply_stack(msg)["value"]
+
+    return _fn

@@ -1,0 +1,74 @@
+"""``trace``: record every site of a run into a ``Trace``.
+
+Recording happens in postprocess, after every other handler has had its say, so
+the trace holds final values, scales and plate stacks.
+"""
+
+from typing import Callable, Optional
+
+from .messenger import Messenger, check_callable
+from .runtime import Message
+from .trace_struct import Trace
+
+
+class TraceMessenger(Messenger):
+    """Record sites; ``graph_type="dense"`` also adds an edge from every earlier sample site.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> with poutine.trace() as tracer:
+    ...     _ = pyrolite.sample("x", dist.Normal(0.0, 1.0))
+    >>> list(tracer.trace.nodes)
+    ['x']
+    """
+
+    def __init__(self, graph_type: Optional[str] = None, param_only: Optional[bool] = None):
+        self.graph_type = "flat" if graph_type is None else graph_type
+        self.param_only = bool(param_only)
+        self.trace = Trace(self.graph_type)
+
+    def __enter__(self):
+        self.trace = Trace(self.graph_type)
+        return super().__enter__()
+
+    def get_trace(self) -> Trace:
+        return self.trace
+
+    def _postprocess_message(self, msg: Message) -> None:
+        if msg["infer"].get("_do_not_trace"):
+            return
+        if self.param_only and msg["type"] != "param":
+            return
+        name = msg["name"]
+        if self.graph_type == "dense" and msg["type"] == "sample":
+            earlier = [n for n, s in self.trace.nodes.items() if s["type"] == "sample"]
+        else:
+            earlier = ()
+        self.trace.add_node(name, **msg.copy())
+        for src in earlier:
+            self.trace.add_edge(src, name)
+
+
+class TraceHandler:
+    """``poutine.trace(fn)``: call like ``fn``; ``get_trace(*args)`` returns the trace."""
+
+    def __init__(self, msngr: TraceMessenger, fn: Callable):
+        check_callable(fn, "poutine.trace")
+        self.msngr = msngr
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        with self.msngr:
+            ret = self.fn(*args, **kwargs)
+        self.msngr.trace.add_node(
+            "_RETURN", name="_RETURN", type="return", value=ret, infer={}, is_observed=False
+        )
+        return ret
+
+    @property
+    def trace(self) -> Trace:
+        return self.msngr.trace
+
+    def get_trace(self, *args, **kwargs) -> Trace:
+        self(*args, **kwargs)
+        return self.msngr.get_trace()

@@ -1,0 +1,271 @@
+"""``Trace``: the record of one execution, and the single owner of log-prob bookkeeping.
+
+Sites are kept in execution order. Log-probs are computed once per site and cached
+on the site (``log_prob``, ``log_prob_sum``, ``score_parts``); plate scale and mask
+are applied exactly once, here.
+"""
+
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from ..distributions.util import scale_and_mask
+
+SiteFilter = Callable[[str, dict], bool]
+
+
+def _all_sites(name, site):
+    return True
+
+
+def _site_log_prob(name: str, site: dict) -> torch.Tensor:
+    """``fn.log_prob(value)`` with errors that name the site."""
+    try:
+        return site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    except ValueError as e:
+        value = site["value"]
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"Error computing log_prob at site '{name}' "
+            f"({type(site['fn']).__name__}, value shape {shape}): {e}\n"
+            "If the value is an observation, check it lies in the distribution's support "
+            "(fix the data or choose a distribution whose support contains it)."
+        ) from e
+
+
+def _site_score_parts(name: str, site: dict):
+    fn = site["fn"]
+    if hasattr(fn, "score_parts"):
+        try:
+            return fn.score_parts(site["value"], *site["args"], **site["kwargs"])
+        except ValueError:
+            _site_log_prob(name, site)  # re-raise with the site named
+            raise
+    from ..distributions.score_parts import ScoreParts
+
+    log_prob = _site_log_prob(name, site)
+    if getattr(fn, "has_rsample", False):
+        return ScoreParts(log_prob, 0, log_prob)
+    return ScoreParts(log_prob, log_prob, 0)
+
+
+class Trace:
+    """Ordered sites of one run of a model or guide.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> def model():
+    ...     pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+    >>> tr = poutine.trace(model).get_trace()
+    >>> round(tr.log_prob_sum().item(), 4)
+    -0.9189
+    """
+
+    def __init__(self, graph_type: str = "flat"):
+        if graph_type not in ("flat", "dense"):
+            raise ValueError(f"graph_type must be 'flat' or 'dense', got {graph_type!r}")
+        self.graph_type = graph_type
+        self.nodes: Dict[str, dict] = {}
+        self._succ: Dict[str, set] = {}
+        self._pred: Dict[str, set] = {}
+
+    # --- structure -------------------------------------------------------------
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def add_node(self, site_name: str, **site) -> None:
+        old = self.nodes.get(site_name)
+        if old is not None:
+            if old["type"] != site["type"]:
+                raise RuntimeError(
+                    f"Site '{site_name}' is already in the trace as a {old['type']} site; it "
+                    f"cannot also be a {site['type']} site. Rename one of them."
+                )
+            if site["type"] != "param":
+                raise RuntimeError(
+                    f"Multiple {site['type']} sites named '{site_name}' in one trace. Site names "
+                    "must be unique: give each call its own name, e.g. f'{site_name}_{{i}}' in a "
+                    "loop, or use a plate for independent copies."
+                )
+        self.nodes[site_name] = site
+        self._succ.setdefault(site_name, set())
+        self._pred.setdefault(site_name, set())
+
+    def remove_node(self, name: str) -> None:
+        self.nodes.pop(name)
+        for other in self._succ.pop(name, ()):
+            self._pred[other].discard(name)
+        for other in self._pred.pop(name, ()):
+            self._succ[other].discard(name)
+
+    def add_edge(self, src: str, dst: str) -> None:
+        self._succ.setdefault(src, set()).add(dst)
+        self._pred.setdefault(dst, set()).add(src)
+
+    @property
+    def edges(self) -> List[Tuple[str, str]]:
+        return [(src, dst) for src, dsts in self._succ.items() for dst in dsts]
+
+    def successors(self, name: str) -> set:
+        return self._succ[name]
+
+    def predecessors(self, name: str) -> set:
+        return self._pred[name]
+
+    def topological_sort(self, reverse: bool = False) -> List[str]:
+        """Site names with every site after its predecessors (execution order breaks ties)."""
+        order, placed = [], set()
+        pending = list(self.nodes)
+        while pending:
+            ready = [n for n in pending if self._pred.get(n, set()) <= placed]
+            if not ready:
+                raise ValueError("Trace graph has a cycle")
+            for n in ready:
+                order.append(n)
+                placed.add(n)
+            pending = [n for n in pending if n not in placed]
+        return order[::-1] if reverse else order
+
+    def copy(self) -> "Trace":
+        """A new trace whose site dicts are shallow copies (tensors shared)."""
+        new = Trace(self.graph_type)
+        new.nodes = {name: site.copy() for name, site in self.nodes.items()}
+        new._succ = {k: set(v) for k, v in self._succ.items()}
+        new._pred = {k: set(v) for k, v in self._pred.items()}
+        return new
+
+    def detach_(self) -> "Trace":
+        """Detach every tensor value and cached log-prob in place."""
+        for site in self.nodes.values():
+            for key in ("value", "log_prob", "log_prob_sum", "unscaled_log_prob"):
+                if isinstance(site.get(key), torch.Tensor):
+                    site[key] = site[key].detach()
+        return self
+
+    # --- node views ------------------------------------------------------------
+
+    @property
+    def stochastic_nodes(self) -> List[str]:
+        return [n for n, s in self.nodes.items() if s["type"] == "sample" and not s["is_observed"]]
+
+    @property
+    def reparameterized_nodes(self) -> List[str]:
+        return [
+            n
+            for n, s in self.nodes.items()
+            if s["type"] == "sample"
+            and not s["is_observed"]
+            and getattr(s["fn"], "has_rsample", False)
+        ]
+
+    @property
+    def nonreparam_stochastic_nodes(self) -> List[str]:
+        reparam = set(self.reparameterized_nodes)
+        return [n for n in self.stochastic_nodes if n not in reparam]
+
+    @property
+    def observation_nodes(self) -> List[str]:
+        return [n for n, s in self.nodes.items() if s["type"] == "sample" and s["is_observed"]]
+
+    @property
+    def param_nodes(self) -> List[str]:
+        return [n for n, s in self.nodes.items() if s["type"] == "param"]
+
+    def iter_stochastic_nodes(self) -> Iterator[Tuple[str, dict]]:
+        for name, site in self.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                yield name, site
+
+    # --- log-probs ---------------------------------------------------------------
+
+    def compute_log_prob(self, site_filter: SiteFilter = _all_sites) -> None:
+        """Cache ``log_prob`` (scaled, masked) and ``unscaled_log_prob`` on sample sites."""
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or "log_prob" in site or not site_filter(name, site):
+                continue
+            raw = _site_log_prob(name, site)
+            site["unscaled_log_prob"] = raw
+            site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
+            site["log_prob_sum"] = site["log_prob"].sum()
+
+    def compute_score_parts(self, site_filter: SiteFilter = _all_sites) -> None:
+        """Cache ``score_parts`` (log_prob, score_function, entropy_term), scaled and masked."""
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or "score_parts" in site or not site_filter(name, site):
+                continue
+            parts = _site_score_parts(name, site)
+            site["unscaled_log_prob"] = parts.log_prob
+            parts = parts.scale_and_mask(site["scale"], site["mask"])
+            site["score_parts"] = parts
+            site["log_prob"] = parts.log_prob
+            site["log_prob_sum"] = parts.log_prob.sum()
+
+    def log_prob_sum(self, site_filter: SiteFilter = _all_sites):
+        """Sum of the scaled, masked log-probs of all sample sites passing ``site_filter``."""
+        total = 0.0
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or not site_filter(name, site):
+                continue
+            if "log_prob_sum" not in site:
+                raw = _site_log_prob(name, site)
+                site["log_prob_sum"] = scale_and_mask(raw, site["scale"], site["mask"]).sum()
+            total = total + site["log_prob_sum"]
+        return total
+
+    # --- display -----------------------------------------------------------------
+
+    def format_shapes(self, title: str = "Trace Shapes:", last_site: Optional[str] = None) -> str:
+        """A table of each site's batch and event shapes (``batch | event``).
+
+        >>> import torch, pyrolite, pyrolite.distributions as dist
+        >>> from pyrolite import poutine
+        >>> def model():
+        ...     with pyrolite.plate("data", 3):
+        ...         pyrolite.sample("x", dist.Normal(0.0, 1.0))
+        >>> print(poutine.trace(model).get_trace().format_shapes())
+        Trace Shapes:
+         Param Sites:
+        Sample Sites:
+              x dist 3 |
+               value 3 |
+        """
+        rows = [(title, None, None), (" Param Sites:", None, None)]
+        for name, site in self.nodes.items():
+            if site["type"] == "param":
+                rows.append((name, tuple(site["value"].shape), None))
+        rows.append(("Sample Sites:", None, None))
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or site["infer"].get("_subsample"):
+                continue
+            fn = site["fn"]
+            event = tuple(getattr(fn, "event_shape", ()))
+            rows.append((f"{name} dist", tuple(getattr(fn, "batch_shape", ())), event))
+            value = site["value"]
+            if isinstance(value, torch.Tensor):
+                cut = value.dim() - len(event)
+                rows.append(("value", tuple(value.shape[:cut]), tuple(value.shape[cut:])))
+            if name == last_site:
+                break
+        width = max(len(label) for label, _, _ in rows)
+        bwidth = max((len(_shape_str(b)) for _, b, _ in rows if b is not None), default=0)
+        lines = []
+        for label, batch, event in rows:
+            if batch is None:
+                lines.append(label)
+                continue
+            line = label.rjust(width) + " " + _shape_str(batch).rjust(bwidth)
+            if event is not None:
+                line += " | " + _shape_str(event)
+            lines.append(line.rstrip())
+        return "\n".join(lines)
+
+
+def _shape_str(shape) -> str:
+    return " ".join(str(s) for s in shape)

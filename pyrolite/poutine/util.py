@@ -1,0 +1,106 @@
+"""Trace utilities shared by handlers and estimators: subsample sites, shape checks, queues."""
+
+from typing import Callable, List, Optional
+
+import torch
+
+from ..util import warn_once
+from .runtime import Message
+from .trace_struct import Trace
+
+
+def site_is_subsample(site: dict) -> bool:
+    """True for the sample sites that hold a plate's subsample indices."""
+    return site["type"] == "sample" and bool(site["infer"].get("_subsample"))
+
+
+def site_is_factor(site: dict) -> bool:
+    return (
+        site["type"] == "sample" and bool(site["infer"].get("is_auxiliary")) and site["is_observed"]
+    )
+
+
+def prune_subsample_sites(trace: Trace) -> Trace:
+    """A copy of ``trace`` without plate-subsample sites."""
+    trace = trace.copy()
+    for name, site in list(trace.nodes.items()):
+        if site_is_subsample(site):
+            trace.remove_node(name)
+    return trace
+
+
+def plate_dims(site: dict) -> dict:
+    """{dim: frame} of the vectorized plates enclosing ``site``."""
+    return {f.dim: f for f in site["cond_indep_stack"] if f.dim is not None}
+
+
+def check_site_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
+    """Check a site's log-prob batch dims against its plates.
+
+    A dim of size > 1 inside the ``max_plate_nesting`` window that no enclosing
+    plate claims is summed into the site's log-prob, with a one-time warning (seed
+    003 samples an ``[8]``-shaped latent outside any plate). A plate dim whose size
+    differs from the plate's is an error. Dims left of the window are enumeration
+    dims and are left alone.
+    """
+    log_prob = site.get("unscaled_log_prob", site.get("log_prob"))
+    if not isinstance(log_prob, torch.Tensor):
+        return
+    frames = plate_dims(site)
+    shape = log_prob.shape
+    window = len(shape) if max_plate_nesting is None else min(len(shape), max_plate_nesting)
+    enum_dim = site["infer"].get("_enumerate_dim")
+    for dim in range(-window, 0):
+        size = shape[dim]
+        frame = frames.get(dim)
+        if frame is not None:
+            if size not in (1, frame.size):
+                raise ValueError(
+                    f"at site '{site['name']}', invalid log_prob shape {tuple(shape)}: "
+                    f"plate('{frame.name}') expects size {frame.size} at dim {dim}, got {size}."
+                )
+        elif size != 1 and dim != enum_dim:
+            warn_once(
+                ("unclaimed_batch_dim", site["name"], dim),
+                f"Site '{site['name']}' has batch shape {tuple(shape)} whose dim {dim} (size "
+                f"{size}) is not claimed by any plate; its log-prob is summed over that dim. "
+                "If those entries are one multivariate variable, use .to_event(1) on the "
+                "distribution; if they are independent, put the site in a pyro.plate.",
+            )
+
+
+def discrete_escape(trace: Trace, msg: Message) -> bool:
+    """Escape at the first discrete latent site not already in ``trace``."""
+    return (
+        msg["type"] == "sample"
+        and not msg["is_observed"]
+        and msg["name"] not in trace
+        and getattr(msg["fn"], "has_enumerate_support", False)
+    )
+
+
+def all_escape(trace: Trace, msg: Message) -> bool:
+    return msg["type"] == "sample" and not msg["is_observed"] and msg["name"] not in trace
+
+
+def enum_extend(trace: Trace, msg: Message, num_samples: Optional[int] = None) -> List[Trace]:
+    """One copy of ``trace`` per value of the site in ``msg`` (or ``num_samples`` draws)."""
+    if num_samples is None:
+        values = msg["fn"].enumerate_support(expand=True)
+    else:
+        values = [msg["fn"]() for _ in range(num_samples)]
+    extended = []
+    for value in values:
+        new_trace = trace.copy()
+        site = msg.copy()
+        site["value"] = value
+        new_trace.add_node(msg["name"], **site)
+        extended.append(new_trace)
+    return extended
+
+
+def mc_extend(trace: Trace, msg: Message, num_samples: int = 1) -> List[Trace]:
+    return enum_extend(trace, msg, num_samples or 1)
+
+
+EscapeFn = Callable[[Trace, Message], bool]

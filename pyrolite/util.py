@@ -1,0 +1,51 @@
+"""Process-wide switches shared by every layer: validation, RNG seeding, warn-once."""
+
+import random
+import warnings
+
+import numpy as np
+import torch
+import torch.distributions
+
+_VALIDATION_ENABLED = __debug__
+_WARNED = set()
+
+
+def set_rng_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (all devices).
+
+    >>> set_rng_seed(0); a = torch.rand(2); set_rng_seed(0)
+    >>> bool((a == torch.rand(2)).all())
+    True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def enable_validation(is_validate: bool = True) -> None:
+    """Turn argument/support checks on or off, in pyrolite and in torch.distributions."""
+    global _VALIDATION_ENABLED
+    _VALIDATION_ENABLED = bool(is_validate)
+    torch.distributions.Distribution.set_default_validate_args(_VALIDATION_ENABLED)
+
+
+def is_validation_enabled() -> bool:
+    return _VALIDATION_ENABLED
+
+
+# Pyro's spelling, part of the public API.
+validation_enabled = is_validation_enabled
+
+
+def warn_once(key, message: str, category=UserWarning, stacklevel: int = 3) -> None:
+    """Warn about ``key`` the first time only (per process)."""
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(message, category, stacklevel=stacklevel)
+
+
+def reset_warn_once() -> None:
+    """Forget which warnings were given (for tests)."""
+    _WARNED.clear()
