@@ -1,13 +1,18 @@
 """How a worker measures: one-thread settings, memory from /proc, and the timing-block loop.
 
-Memory is read from ``/proc/self/status``: the *baseline* is VmRSS after the framework's imports
-and the data creation; the peak high-water mark (VmHWM) is then reset to that level by writing
-``5`` to ``/proc/self/clear_refs``, so VmHWM at the end minus the baseline is the peak memory the
-SVI setup and steps added.
+Memory is read from ``/proc/self/status``. The *baseline* is VmRSS after the framework's imports,
+torch's lazy first-backward imports, the data creation and a heap trim; the peak (VmHWM) is reset
+to it by writing ``5`` to ``/proc/self/clear_refs``. glibc keeps freed blocks and moves its mmap
+threshold at run time, which makes VmHWM of a plain run wander by tens of MB between identical
+runs; so after timing, the worker pins large blocks to mmap (freed memory goes straight back to
+the OS), trims the heap and runs a few more steps: their VmHWM minus the baseline is the
+steady-state peak, close to the live bytes of params, optimizer state and one step's tensors.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -38,6 +43,20 @@ def set_torch_single_thread() -> int:
     return torch.get_num_threads()
 
 
+def warm_torch_lazy_imports() -> None:
+    """Run one throwaway backward and Adam step on a 1-element tensor.
+
+    The first ``backward()`` in a process imports hundreds of modules (~80 MB RSS); doing it
+    before the baseline keeps that one-off cost out of every framework's peak-memory figure.
+    """
+    import torch
+
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    (param * 2).sum().backward()
+    optimizer.step()
+
+
 def read_memory_kb() -> Dict[str, int]:
     """VmRSS and VmHWM of this process in kB."""
     values = {}
@@ -47,6 +66,51 @@ def read_memory_kb() -> Dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0])
     return values
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: trimming and pinning are skipped, figures are plain VmHWM
+        return None
+
+
+def release_free_heap() -> None:
+    """Collect garbage and hand glibc's free heap pages back to the OS."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def pin_large_allocations_to_mmap(threshold: int = 64 * 1024) -> bool:
+    """Serve blocks >= ``threshold`` bytes by mmap from now on, so RSS follows live memory.
+
+    Only used after timing: fresh pages for every large tensor would slow the steps down.
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    # Transparent huge pages would round each large tensor's pages up to 2 MB, differently
+    # from run to run depending on alignment; 4 kB pages keep the count to the bytes touched.
+    pr_set_thp_disable = 41  # from linux/prctl.h
+    libc.prctl(pr_set_thp_disable, 1, 0, 0, 0)
+    m_mmap_threshold = -3  # from glibc's malloc.h
+    return libc.mallopt(m_mmap_threshold, threshold) == 1
+
+
+def steady_state_peak_kb(trainer, baseline_kb: int, steps: int = 3) -> tuple:
+    """Peak RSS above ``baseline_kb`` over about ``steps`` more steps, large blocks on mmap.
+
+    Returns ``(peak_kb, steps_run)``.
+    """
+    pin_large_allocations_to_mmap()
+    release_free_heap()
+    reset_peak_memory()
+    calls = max(1, steps // trainer.steps_per_call)
+    for _ in range(calls):
+        trainer.step()
+    return read_memory_kb()["VmHWM"] - baseline_kb, calls * trainer.steps_per_call
 
 
 def reset_peak_memory() -> bool:

@@ -9,7 +9,7 @@ hand-written step in ``frameworks/hand.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 FRAMEWORKS = ("hand", "pyrolite", "pyro", "numpyro")
 
@@ -51,7 +51,7 @@ class Config:
     step_scale: float = 1.0
     note: str = ""
 
-    def option(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def option(self, name: str, default: str | None = None) -> str | None:
         return dict(self.options).get(name, default)
 
 
@@ -213,7 +213,7 @@ class Target:
     workload: str
     config: str
     max_time_ratio: float
-    max_memory_ratio: Optional[float] = None
+    max_memory_ratio: float | None = None
     text: str = field(default="")
 
 

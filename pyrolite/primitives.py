@@ -33,13 +33,13 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
     >>> pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
     tensor(0.5000)
     """
+    if obs_mask is not None:
+        return _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs)
     if not _STACK:
         # Fast path: no handlers, nothing to record.
         return fn(*args, **kwargs) if obs is None else obs
     if not isinstance(name, str):
         raise TypeError(f"sample site name must be a str, got {type(name).__name__} {name!r}")
-    if obs_mask is not None:
-        return _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs)
     msg = new_message(
         "sample",
         name,
@@ -55,15 +55,19 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
 
 
 def _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs):
-    """Partially observed site: ``{name}_observed`` where ``obs_mask``, latent elsewhere."""
+    """Partially observed site: ``{name}_observed`` where ``obs_mask``, latent elsewhere.
+
+    The merged value is recorded as the deterministic site ``name``, as in Pyro.
+    """
     if obs_mask.dtype != torch.bool:
         raise TypeError(f"obs_mask at site '{name}' must be a bool tensor, got {obs_mask.dtype}")
     if obs is None:
         raise ValueError(f"obs_mask at site '{name}' needs obs")
     observed = sample(f"{name}_observed", fn.mask(obs_mask), *args, obs=obs, infer=infer, **kwargs)
     latent = sample(f"{name}_unobserved", fn.mask(~obs_mask), *args, infer=infer, **kwargs)
-    shape = obs_mask.shape + (1,) * len(getattr(fn, "event_shape", ()))
-    return torch.where(obs_mask.reshape(shape), observed, latent)
+    event_dim = len(getattr(fn, "event_shape", ()))
+    value = torch.where(obs_mask.reshape(obs_mask.shape + (1,) * event_dim), observed, latent)
+    return deterministic(name, value, event_dim=event_dim)
 
 
 def param(
@@ -77,8 +81,9 @@ def param(
     >>> import torch, pyrolite
     >>> from torch.distributions import constraints
     >>> pyrolite.clear_param_store()
-    >>> pyrolite.param("s", torch.tensor(2.0), constraint=constraints.positive)
-    tensor(2.0000, grad_fn=<ExpBackward0>)
+    >>> s = pyrolite.param("s", torch.tensor(2.0), constraint=constraints.positive)
+    >>> round(s.item(), 4), s.requires_grad
+    (2.0, True)
     """
     store = _param_store._PARAM_STORE
     name = store.resolve_name(name)

@@ -2,6 +2,7 @@
 
 import random
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -34,8 +35,36 @@ def is_validation_enabled() -> bool:
     return _VALIDATION_ENABLED
 
 
-# Pyro's spelling, part of the public API.
-validation_enabled = is_validation_enabled
+@contextmanager
+def validation_disabled():
+    """Skip torch.distributions' argument and support checks inside (pyrolite's too).
+
+    Used on the hot path once a model/guide structure has been validated.
+    """
+    global _VALIDATION_ENABLED
+    dist_cls = torch.distributions.Distribution
+    saved = (_VALIDATION_ENABLED, dist_cls._validate_args)
+    _VALIDATION_ENABLED, dist_cls._validate_args = False, False
+    try:
+        yield
+    finally:
+        _VALIDATION_ENABLED, dist_cls._validate_args = saved
+
+
+@contextmanager
+def validation_enabled(is_validate: bool = True):
+    """Context manager: validation on (or off) inside, restored afterwards (Pyro's).
+
+    >>> with validation_enabled(False):
+    ...     is_validation_enabled()
+    False
+    """
+    saved = _VALIDATION_ENABLED
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        enable_validation(saved)
 
 
 def warn_once(key, message: str, category=UserWarning, stacklevel: int = 3) -> None:

@@ -1,8 +1,8 @@
 """One module per framework; each offers ``prepare()`` (imports, versions) and ``build()``.
 
-``build(framework, workload, config, data, block_steps)`` returns a ``Trainer`` whose ``step()`` runs
-``steps_per_call`` SVI steps, waits for the result and returns the last loss, and whose
-``quality()`` scores the fitted guide (see ``benchmarks.data``).
+``build(framework, workload, config, data, block_steps)`` returns a ``Trainer`` whose
+``step()`` runs ``steps_per_call`` SVI steps, waits for the result and returns the last loss,
+and whose ``quality()`` scores the fitted guide (see ``benchmarks.data``).
 """
 
 from __future__ import annotations

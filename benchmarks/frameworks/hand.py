@@ -116,12 +116,9 @@ def regression_trainer(dataset: bench_data.RegressionData, lr: float, particles:
     return Trainer(step=step, quality=quality)
 
 
-def build(
-    framework: str, workload: str, config: Config, dataset, block_steps: int
-) -> Trainer:
+def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
     spec = WORKLOADS[workload]
     torch.manual_seed(0)
     if workload == "W1":
         return coin_trainer(dataset, spec.lr)
     return regression_trainer(dataset, spec.lr, spec.num_particles)
-

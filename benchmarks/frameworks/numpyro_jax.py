@@ -59,9 +59,7 @@ def _scan_block(svi, length: int):
     return jax.jit(run_block)
 
 
-def build(
-    framework: str, workload: str, config: Config, dataset, block_steps: int
-) -> Trainer:
+def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
     spec = WORKLOADS[workload]
     args = tuple(jnp.asarray(t.numpy()) for t in dataset.args())
     model, guide = model_and_guide(workload, _backend(), bench_data.NUM_FEATURES)

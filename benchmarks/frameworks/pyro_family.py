@@ -51,7 +51,8 @@ def _autoguide(lib: SimpleNamespace, model):
         autoguide = importlib.import_module(f"{lib.name}.infer.autoguide")
         guide_class = autoguide.AutoDiagonalNormal
     except (ImportError, AttributeError) as error:
-        raise SkipConfig(f"{lib.name}.infer.autoguide.AutoDiagonalNormal missing ({error})")
+        missing = f"{lib.name}.infer.autoguide.AutoDiagonalNormal missing ({error})"
+        raise SkipConfig(missing) from error
     return guide_class(model)
 
 
@@ -81,9 +82,7 @@ def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset)
         return bench_data.regression_error(float(alpha), beta.detach().numpy(), reference)
 
 
-def build(
-    framework: str, workload: str, config: Config, dataset, block_steps: int
-) -> Trainer:
+def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
     lib = _import(framework)
     warnings.filterwarnings("ignore")  # JIT tracer warnings would flood the worker's stderr
     lib.pyro.clear_param_store()

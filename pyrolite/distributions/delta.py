@@ -64,6 +64,10 @@ class Delta(TorchDistribution):
     def rsample(self, sample_shape=()) -> torch.Tensor:
         return self.v.expand(torch.Size(sample_shape) + self.v.shape)
 
+    def sample(self, sample_shape=()) -> torch.Tensor:
+        # An expanded view of ``v`` would still require grad under no_grad, hence detach.
+        return self.rsample(sample_shape).detach()
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         v = self.v.expand(self.shape())
         log_prob = (x == v).type(x.dtype).log()

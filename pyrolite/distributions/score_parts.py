@@ -29,6 +29,9 @@ class ScoreParts(namedtuple("ScoreParts", ["log_prob", "score_function", "entrop
         would count the scale twice.
         """
         log_prob = _scale_and_mask_part(self.log_prob, scale, mask)
+        if self.entropy_term is self.log_prob:
+            # Reparameterized sites: one scaled tensor serves both parts.
+            return ScoreParts(log_prob, self.score_function, log_prob)
         entropy_term = _scale_and_mask_part(self.entropy_term, scale, mask)
         return ScoreParts(log_prob, self.score_function, entropy_term)
 

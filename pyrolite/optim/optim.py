@@ -266,6 +266,7 @@ class PyroOptim:
         to the parameter's device and dtype and fills settings added by newer torch."""
         param = arrival.param
         scratch = self.pt_optim_constructor([param], **arrival.args)
+        needed = set(_group_settings(scratch.param_groups[0]))
         try:
             scratch.load_state_dict(saved)
         except (ValueError, KeyError, TypeError, RuntimeError) as e:
@@ -274,7 +275,7 @@ class PyroOptim:
                 f"{type(scratch).__name__} on a tensor of shape {tuple(param.shape)}: {e}"
             ) from e
         settings = _group_settings(scratch.param_groups[0])
-        missing = sorted(set(scratch.defaults) - set(settings))
+        missing = sorted(needed - set(settings))
         if missing:
             raise ValueError(
                 f"saved optimizer state for param {arrival.name!r} lacks {missing}, which "
@@ -357,7 +358,8 @@ class PyroOptim:
         for name in state_dict:
             if name in by_name:
                 self._forget(by_name[name])
-        self._state_waiting_to_be_consumed.update(state_dict)
+        # copy: the caller's tensors may keep changing before each parameter is seen
+        self._state_waiting_to_be_consumed.update(_snapshot(state_dict))
 
     def _check_state(self, state_dict: Any) -> None:
         if not isinstance(state_dict, dict):

@@ -177,8 +177,10 @@ def _encode_value(value: Any, owner: constraints.Constraint) -> Any:
 def decode_constraint(obj: Any) -> constraints.Constraint:
     """Rebuild a constraint from :func:`encode_constraint`'s output.
 
-    Accepts a ``Constraint`` unchanged. Raises ``ValueError`` on anything else
-    that is not a well-formed encoding of a registered constraint.
+    Accepts a ``Constraint`` object too (as in Pyro's states), mapping copies of torch's
+    singletons (e.g. an unpickled ``constraints.real``) to the singleton. Raises
+    ``ValueError`` on anything else that is not a well-formed encoding of a registered
+    constraint.
 
     >>> decode_constraint({"type": "positive", "args": {}}) is constraints.positive
     True
@@ -187,6 +189,9 @@ def decode_constraint(obj: Any) -> constraints.Constraint:
     ('_Interval', 0.0, 5.0)
     """
     if isinstance(obj, constraints.Constraint):
+        for singleton in _SINGLETONS.values():
+            if constraints_equal(obj, singleton):
+                return singleton
         return obj
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ValueError(
@@ -222,6 +227,17 @@ def _decode_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
     raise ValueError(f"unexpected value {value!r} in an encoded constraint")
+
+
+def torch_constraint_classes() -> list:
+    """Torch's constraint classes: plain data that Pyro-written checkpoints pickle."""
+    return [
+        cls
+        for cls in vars(constraints).values()
+        if isinstance(cls, type)
+        and issubclass(cls, constraints.Constraint)
+        and cls.__module__ == constraints.__name__
+    ]
 
 
 def describe_constraint(constraint: constraints.Constraint) -> str:

@@ -25,6 +25,7 @@ from pyrolite.params.constraint_codec import (
     decode_constraint,
     describe_constraint,
     encode_constraint,
+    torch_constraint_classes,
 )
 from pyrolite.params.serialization import PathLike, load_weights_only, save_atomic
 from pyrolite.util import is_validation_enabled
@@ -288,9 +289,16 @@ class ParamStoreDict:
         """Merge params saved by :meth:`save` into the store (same names are replaced).
 
         Reads with ``torch.load(weights_only=True)``: no code from the file runs. A
-        missing, corrupt or foreign file raises and leaves the store as it was.
+        missing, corrupt or foreign file raises and leaves the store as it was. Files
+        saved by Pyro's ``ParamStoreDict.save`` (torch constraints only) load too.
         """
-        state = load_weights_only(filename, map_location, expected="a ParamStore state")
+        # Torch's constraint classes are allowed so Pyro-written files load too.
+        state = load_weights_only(
+            filename,
+            map_location,
+            expected="a ParamStore state",
+            allowed_classes=torch_constraint_classes(),
+        )
         try:
             incoming = self._parse_state(state, copy=False)
         except ValueError as e:
@@ -488,7 +496,7 @@ def _check_in_support(name: str, value: torch.Tensor, constraint) -> None:
         return
     index = tuple((~ok).nonzero()[0].tolist())
     offending = value[index] if index else value
-    shown = str(offending.detach().cpu().tolist())
+    shown = _format_values(offending.detach().cpu().tolist())
     if len(shown) > 200:
         shown = shown[:200] + "..."
     where = f" at index {list(index)}" if index else ""
@@ -498,6 +506,12 @@ def _check_in_support(name: str, value: torch.Tensor, constraint) -> None:
         "Pass an init value inside the constraint's support (the init is the constrained "
         "value, e.g. a scale, not its log), or declare the constraint that matches it."
     )
+
+
+def _format_values(values: Any) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_format_values(v) for v in values) + "]"
+    return f"{values:.6g}"
 
 
 # used to create fully-formed param names, e.g. "mymodule$$$mysubmodule.weight"

@@ -7,7 +7,7 @@ written the same way (temp file, fsync, rename) and read with ``weights_only=Tru
 import errno
 import os
 import tempfile
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import torch
 
@@ -72,13 +72,18 @@ def _fsync_directory(directory: str) -> None:
 
 
 def load_weights_only(
-    filename: PathLike, map_location: Any = None, expected: str = "a pyrolite checkpoint"
+    filename: PathLike,
+    map_location: Any = None,
+    expected: str = "a pyrolite checkpoint",
+    allowed_classes: Sequence[type] = (),
 ) -> Any:
     """``torch.load(filename, weights_only=True)`` with errors that name the file.
 
     A missing file raises ``FileNotFoundError``; a truncated, corrupt or foreign file, or one
     holding objects that weights-only loading refuses to build (e.g. a pickle with code
     in ``__reduce__``), raises ``ValueError`` saying what was expected.
+    ``allowed_classes`` are plain-data classes the file may hold besides tensors; they
+    are rebuilt from their attributes only (``torch.serialization.safe_globals``).
     """
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
@@ -86,7 +91,8 @@ def load_weights_only(
             errno.ENOENT, f"cannot load {expected}: no such file {filename!r}", filename
         )
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_classes)):
+            return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as e:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(

@@ -32,7 +32,7 @@ class BlockMessenger(Messenger):
     >>> def model():
     ...     pyrolite.sample("a", dist.Normal(0.0, 1.0))
     ...     pyrolite.sample("b", dist.Normal(0.0, 1.0))
-    >>> list(poutine.trace(poutine.block(model, hide=["a"])).get_trace().nodes)
+    >>> poutine.trace(poutine.block(model, hide=["a"])).get_trace().stochastic_nodes
     ['b']
     """
 

@@ -10,6 +10,9 @@ def broadcast_site(msg: Message) -> None:
     A batch size that is neither 1 nor the plate's size is an error that names
     the site, the plate, the dim and both sizes.
     """
+    if msg["infer"].get("_subsample"):
+        # A nested plate's subsample indices are not batched by the outer plates.
+        return
     fn = msg["fn"]
     batch_shape = getattr(fn, "batch_shape", None)
     if batch_shape is None:

@@ -43,7 +43,11 @@ class DoMessenger(Messenger):
         # Sample the factual site through the whole stack under its own name.
         factual = msg.copy()
         factual["_intervened_by"] = self
+        # The inner handlers see it afresh: reset what they set, so plates and scales
+        # inside this handler are not applied twice.
         factual["cond_indep_stack"] = ()
+        factual["scale"] = 1.0
+        factual["mask"] = None
         factual["infer"] = dict(msg["infer"])
         apply_stack(factual)
         msg["name"] = msg["name"] + "__CF"

@@ -148,6 +148,8 @@ def queue(
 ):
     """Run ``fn`` once per partial trace in ``queue`` until one run completes.
 
+    ``queue`` is a ``collections.deque`` or a ``queue.Queue``-like object (Pyro's).
+
     This drives sequential enumeration.
 
     Each run replays a partial trace and escapes at the first new site chosen by
@@ -164,12 +166,18 @@ def queue(
     def wrapper(wrapped):
         check_callable(wrapped, "poutine.queue")
 
+        # A deque (pop/append) or, as in Pyro, a queue.Queue-like object (get/put/empty).
+        if hasattr(queue, "put"):
+            is_empty, pop, push = queue.empty, queue.get, queue.put
+        else:
+            is_empty, pop, push = (lambda: not queue), queue.pop, queue.append
+
         @functools.wraps(wrapped)
         def _fn(*args, **kwargs):
             for _ in range(max_tries):
-                if not queue:
+                if is_empty():
                     raise ValueError("poutine.queue: the queue is empty")
-                next_trace = queue.pop()
+                next_trace = pop()
                 runner = trace(
                     escape(
                         replay(wrapped, trace=next_trace),
@@ -184,7 +192,7 @@ def queue(
                     for new_trace in extend_fn(
                         runner.trace.copy(), site_container.site, **kwargs_ext
                     ):
-                        queue.append(new_trace)
+                        push(new_trace)
             raise ValueError(f"poutine.queue: max_tries ({max_tries}) exceeded")
 
         return _fn

@@ -77,6 +77,9 @@ class Messenger:
         _wrapper.msngr = self
         return _wrapper
 
+    def _reset(self) -> None:
+        """Forget the state of an abandoned run (see ``NonlocalExit.reset_stack``)."""
+
     def _process_message(self, msg: Message) -> None:
         name = _method_name(type(self), "_pyro_", msg["type"])
         if name is not None:

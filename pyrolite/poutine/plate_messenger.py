@@ -104,9 +104,8 @@ class PlateMessenger(Messenger):
         if not isinstance(name, str):
             raise TypeError(f"plate name must be a str, got {type(name).__name__}")
         if size is None:
-            if subsample is None:
-                raise ValueError(f"plate('{name}') needs a size (or an explicit subsample)")
-            size = int(subsample.shape[0])
+            # As in Pyro, a plate without a size only declares a dim (size -1, any size).
+            size = -1 if subsample is None else int(subsample.shape[0])
         size = int(size)
         if size <= 0 and size != -1:
             raise ValueError(f"plate('{name}') size must be positive, got {size}")
@@ -131,6 +130,8 @@ class PlateMessenger(Messenger):
     def _draw_indices(self) -> torch.Tensor:
         if self._user_subsample is not None:
             return self._user_subsample
+        if self.size == -1:
+            return None
         if self.subsample_size == self.size:
             # A full plate has no randomness: no subsample site is recorded.
             return torch.arange(self.size, device=self.device)
@@ -169,8 +170,17 @@ class PlateMessenger(Messenger):
     def _pyro_param(self, msg: Message) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
 
+    def _pyro_post_param(self, msg: Message) -> None:
+        # A local param declared with event_dim (full plate size at this plate's dim)
+        # is read at this step's subsample, as Pyro does.
+        event_dim = msg["args"][3] if len(msg["args"]) > 3 else None
+        if event_dim is not None and self.dim is not None:
+            msg["value"] = self._subsample_data(msg["value"], event_dim)
+
     def _pyro_subsample(self, msg: Message) -> None:
-        msg["value"] = self._subsample_data(msg["args"][0], msg["kwargs"].get("event_dim", 0))
+        args, kwargs = msg["args"], msg["kwargs"]
+        event_dim = args[1] if len(args) > 1 else kwargs.get("event_dim", 0)
+        msg["value"] = self._subsample_data(args[0], event_dim)
         msg["done"] = True
 
     def _subsample_data(self, data: torch.Tensor, event_dim: int) -> torch.Tensor:

@@ -23,10 +23,20 @@ class NonlocalExit(Exception):
         self.site = site
 
     def reset_stack(self) -> None:
-        """Pop the handlers that were entered after the one that raised."""
+        """Pop the handlers entered after the one that raised, and reset the rest.
+
+        The run is abandoned, so what outer handlers recorded of it (e.g. an outer
+        ``trace`` around ``queue``) is discarded, innermost first, up to a handler
+        that hides the site (a ``block``), as in Pyro.
+        """
         frame = self.site.get("_escape_frame")
         if frame is not None and frame in _STACK:
             del _STACK[_STACK.index(frame) + 1 :]
+        for frame in reversed(_STACK):
+            frame._reset()
+            hide_fn = getattr(frame, "hide_fn", None)
+            if hide_fn is not None and hide_fn(self.site):
+                break
 
 
 def am_i_wrapped() -> bool:

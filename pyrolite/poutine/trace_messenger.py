@@ -12,7 +12,8 @@ from .trace_struct import Trace
 
 
 class TraceMessenger(Messenger):
-    """Record sites; ``graph_type="dense"`` also adds an edge from every earlier sample site.
+    """Record sites; ``graph_type="dense"`` also adds an edge from every earlier sample site
+    (except plate-subsample sites and sites in another iteration of a sequential plate).
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> from pyrolite import poutine
@@ -34,19 +35,43 @@ class TraceMessenger(Messenger):
     def get_trace(self) -> Trace:
         return self.trace
 
+    def _reset(self) -> None:
+        # An escaped run (``queue``) restarts: keep only its inputs.
+        fresh = Trace(self.graph_type)
+        if "_INPUT" in self.trace.nodes:
+            fresh.add_node("_INPUT", **self.trace.nodes["_INPUT"])
+        self.trace = fresh
+
     def _postprocess_message(self, msg: Message) -> None:
         if msg["infer"].get("_do_not_trace"):
             return
         if self.param_only and msg["type"] != "param":
             return
         name = msg["name"]
-        if self.graph_type == "dense" and msg["type"] == "sample":
-            earlier = [n for n, s in self.trace.nodes.items() if s["type"] == "sample"]
+        if self.graph_type == "dense" and _is_dense_node(msg):
+            earlier = [
+                n
+                for n, s in self.trace.nodes.items()
+                if _is_dense_node(s) and not _sequentially_independent(s, msg)
+            ]
         else:
             earlier = ()
         self.trace.add_node(name, **msg.copy())
         for src in earlier:
             self.trace.add_edge(src, name)
+
+
+def _is_dense_node(site: Message) -> bool:
+    # Plate subsample indices carry no information, so they get no edges (as in Pyro).
+    return site["type"] == "sample" and not site["infer"].get("_subsample")
+
+
+def _sequentially_independent(site: Message, other: Message) -> bool:
+    """True when the two sites lie in different iterations of one sequential plate."""
+    for a, b in zip(site["cond_indep_stack"], other["cond_indep_stack"]):
+        if a.name == b.name and a.counter != b.counter:
+            return True
+    return False
 
 
 class TraceHandler:
@@ -59,6 +84,9 @@ class TraceHandler:
 
     def __call__(self, *args, **kwargs):
         with self.msngr:
+            self.msngr.trace.add_node(
+                "_INPUT", name="_INPUT", type="args", args=args, kwargs=kwargs, infer={}
+            )
             ret = self.fn(*args, **kwargs)
         self.msngr.trace.add_node(
             "_RETURN", name="_RETURN", type="return", value=ret, infer={}, is_observed=False

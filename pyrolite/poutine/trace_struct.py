@@ -33,6 +33,14 @@ def _site_log_prob(name: str, site: dict) -> torch.Tensor:
         ) from e
 
 
+def _cache_log_prob(name: str, site: dict) -> None:
+    """Compute a site's log-prob once; scale and mask are applied here and nowhere else."""
+    raw = _site_log_prob(name, site)
+    site["unscaled_log_prob"] = raw
+    site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
+    site["log_prob_sum"] = site["log_prob"].sum()
+
+
 def _site_score_parts(name: str, site: dict):
     fn = site["fn"]
     if hasattr(fn, "score_parts"):
@@ -124,13 +132,14 @@ class Trace:
         order, placed = [], set()
         pending = list(self.nodes)
         while pending:
-            ready = [n for n in pending if self._pred.get(n, set()) <= placed]
-            if not ready:
+            # The earliest site whose predecessors are all placed; edges normally point
+            # forward in execution order, so this is usually the first pending site.
+            ready = next((n for n in pending if self._pred.get(n, set()) <= placed), None)
+            if ready is None:
                 raise ValueError("Trace graph has a cycle")
-            for n in ready:
-                order.append(n)
-                placed.add(n)
-            pending = [n for n in pending if n not in placed]
+            pending.remove(ready)
+            order.append(ready)
+            placed.add(ready)
         return order[::-1] if reverse else order
 
     def copy(self) -> "Trace":
@@ -190,10 +199,7 @@ class Trace:
         for name, site in self.nodes.items():
             if site["type"] != "sample" or "log_prob" in site or not site_filter(name, site):
                 continue
-            raw = _site_log_prob(name, site)
-            site["unscaled_log_prob"] = raw
-            site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
-            site["log_prob_sum"] = site["log_prob"].sum()
+            _cache_log_prob(name, site)
 
     def compute_score_parts(self, site_filter: SiteFilter = _all_sites) -> None:
         """Cache ``score_parts`` (log_prob, score_function, entropy_term), scaled and masked."""
@@ -214,8 +220,7 @@ class Trace:
             if site["type"] != "sample" or not site_filter(name, site):
                 continue
             if "log_prob_sum" not in site:
-                raw = _site_log_prob(name, site)
-                site["log_prob_sum"] = scale_and_mask(raw, site["scale"], site["mask"]).sum()
+                _cache_log_prob(name, site)
             total = total + site["log_prob_sum"]
         return total
 
@@ -233,8 +238,8 @@ class Trace:
         Trace Shapes:
          Param Sites:
         Sample Sites:
-              x dist 3 |
-               value 3 |
+               x dist 3 |
+                value 3 |
         """
         rows = [(title, None, None), (" Param Sites:", None, None)]
         for name, site in self.nodes.items():

@@ -44,13 +44,13 @@ def test_to_event_reinterprets_and_merges():
 
 
 def test_mask_zeroes_log_prob_where_false_even_at_minus_inf():
-    d = dist.Bernoulli(torch.tensor([0.0, 0.0, 0.5]), validate_args=False)
-    value = torch.tensor([1.0, 1.0, 1.0])
+    d = dist.Uniform(torch.zeros(3), torch.tensor([1.0, 1.0, 4.0]), validate_args=False)
+    value = torch.tensor([2.0, 2.0, 2.0])
     assert torch.isinf(d.log_prob(value)[:2]).all()
     masked = d.mask(torch.tensor([False, True, True]))
     lp = masked.log_prob(value)
     assert lp[0].item() == 0.0 and lp[1].item() == -math.inf
-    assert lp[2].item() == pytest.approx(math.log(0.5))
+    assert lp[2].item() == pytest.approx(math.log(0.25))
     assert torch.equal(d.mask(False).log_prob(value), torch.zeros(3))
     assert torch.equal(d.mask(True).log_prob(value), d.log_prob(value))
 

@@ -1,0 +1,1 @@
+"""Older module paths kept so existing Pyro code runs (``pyro.contrib.autoguide``)."""

@@ -1,0 +1,188 @@
+"""Helpers shared by the estimators: grads, plate-aware cost sums, model/guide checks."""
+
+import math
+from typing import Dict, Iterable, Optional, Tuple
+
+import torch
+
+from ..poutine.trace_struct import Trace
+from ..util import warn_once
+
+
+def zero_grads(tensors: Iterable[torch.Tensor]) -> None:
+    for p in tensors:
+        p.grad = None
+
+
+def torch_item(x) -> float:
+    return x.item() if isinstance(x, torch.Tensor) else float(x)
+
+
+def sum_to_plates(term: torch.Tensor, site_frames: tuple, keep: Dict[int, object]) -> torch.Tensor:
+    """Sum ``term`` over every dim except the vectorized plates it shares with ``keep``.
+
+    ``keep`` maps dim -> plate frame of the site being scored. Summed dims stay as
+    size 1 so the result broadcasts against that site's batch shape.
+    """
+    shared = [f.dim for f in site_frames if f.dim is not None and keep.get(f.dim) == f]
+    if not shared:
+        return term.sum()
+    dims = [d for d in range(-term.dim(), 0) if d not in shared and term.shape[d] != 1]
+    return term.sum(dim=dims, keepdim=True) if dims else term
+
+
+def plate_cost(
+    model_trace: Trace, guide_trace: Trace, frames: tuple, cache: Optional[dict] = None
+) -> torch.Tensor:
+    """The detached cost ``log p - log q`` seen by a non-reparameterized site in ``frames``.
+
+    Terms in plates the site shares keep their per-element values (the site's
+    element i only gets the cost of element i: Rao-Blackwellization); every other
+    term is summed.
+    """
+    keep = {f.dim: f for f in frames if f.dim is not None}
+    key = tuple(sorted(keep.items(), key=lambda kv: kv[0]))
+    if cache is not None and key in cache:
+        return cache[key]
+    total = 0.0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        term = site["log_prob"]
+        if not site["is_observed"]:
+            term = term - guide_trace.nodes[name]["log_prob"]
+        total = total + sum_to_plates(term.detach(), site["cond_indep_stack"], keep)
+    if cache is not None:
+        cache[key] = total
+    return total
+
+
+def site_shape(site: dict) -> Tuple[int, ...]:
+    fn = site["fn"]
+    return tuple(getattr(fn, "batch_shape", ())) + tuple(getattr(fn, "event_shape", ()))
+
+
+def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
+    """Name the sites where model and guide disagree: missing latents, shapes, supports."""
+    model_latents = {
+        n for n, s in model_trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]
+    }
+    guide_latents = {
+        n
+        for n, s in guide_trace.nodes.items()
+        if s["type"] == "sample"
+        and not s["is_observed"]
+        and not s["infer"].get("is_auxiliary")
+        and not s["infer"].get("_subsample")
+    }
+    model_observed = {
+        n for n, s in model_trace.nodes.items() if s["type"] == "sample" and s["is_observed"]
+    }
+    clash = guide_latents & model_observed
+    if clash:
+        raise ValueError(
+            f"Sites {sorted(clash)} are sampled in the guide but observed in the model. "
+            "A guide must not sample observed sites: remove them from the guide."
+        )
+    extra = guide_latents - model_latents
+    if extra:
+        warn_once(
+            ("guide_not_model", tuple(sorted(extra))),
+            f"Found latent sites in the guide but not in the model: {sorted(extra)}. They are "
+            "ignored by the ELBO; rename them to match the model, or mark auxiliary guide "
+            "variables with infer={'is_auxiliary': True}.",
+        )
+    missing = {
+        n
+        for n in model_latents - guide_latents
+        if not model_trace.nodes[n]["infer"].get("_subsample")
+        and not model_trace.nodes[n]["infer"].get("enumerate")
+    }
+    if missing:
+        warn_once(
+            ("model_not_guide", tuple(sorted(missing))),
+            f"Found latent sites in the model but not in the guide: {sorted(missing)}. They are "
+            "drawn from the prior at each step, which makes gradients noisy; add them to the "
+            "guide (or use an autoguide).",
+        )
+    for name in model_latents & guide_latents:
+        model_site, guide_site = model_trace.nodes[name], guide_trace.nodes[name]
+        model_fn, guide_fn = model_site["fn"], guide_site["fn"]
+        model_event = len(getattr(model_fn, "event_shape", ()))
+        guide_event = len(getattr(guide_fn, "event_shape", ()))
+        if model_event != guide_event:
+            raise ValueError(
+                f"Model and guide disagree on the event dims of site '{name}': model "
+                f"{type(model_fn).__name__} has event_shape {tuple(model_fn.event_shape)}, guide "
+                f"{type(guide_fn).__name__} has {tuple(guide_fn.event_shape)}. Use .to_event(n) "
+                "so both declare the same event dims."
+            )
+        value = guide_site["value"]
+        if isinstance(value, torch.Tensor) and "_enumerate_dim" not in guide_site["infer"]:
+            expected = site_shape(model_site)
+            if not _fits_within(tuple(value.shape), expected):
+                raise ValueError(
+                    f"At site '{name}' the guide's value has shape {tuple(value.shape)} but the "
+                    f"model's distribution has shape {expected} (batch + event). Make the guide "
+                    "sample the model's shape, e.g. with the same plates or .to_event()."
+                )
+        model_support = getattr(model_fn, "support", None)
+        guide_support = getattr(guide_fn, "support", None)
+        if (
+            model_support is not None
+            and guide_support is not None
+            and not _support_contains(model_support, guide_support)
+        ):
+            warn_once(
+                ("support", name),
+                f"The guide's support at site '{name}' ({guide_support}) is not contained in the "
+                f"model's ({model_support}). Guide draws outside the model's support give -inf "
+                "log-probs; use a guide distribution whose support fits the model's.",
+            )
+
+
+def _fits_within(shape: Tuple[int, ...], target: Tuple[int, ...]) -> bool:
+    """True when ``shape`` broadcasts to ``target`` without enlarging it."""
+    try:
+        joint = tuple(torch.broadcast_shapes(shape, target))
+    except RuntimeError:
+        return False
+    while len(joint) > len(target) and joint[0] == 1:
+        joint = joint[1:]
+    return joint == tuple(target)
+
+
+def _real_bounds(c) -> Optional[Tuple[float, float]]:
+    """(lower, upper) of a scalar real constraint, or None if it is not one."""
+    c = _strip_independent(c)
+    name = type(c).__name__
+    if name == "_Real":
+        return (-math.inf, math.inf)
+    lower = getattr(c, "lower_bound", -math.inf)
+    upper = getattr(c, "upper_bound", math.inf)
+    if name in ("_GreaterThan", "_GreaterThanEq", "_LessThan", "_Interval", "_HalfOpenInterval"):
+        if isinstance(lower, torch.Tensor) or isinstance(upper, torch.Tensor):
+            return None
+        return (float(lower), float(upper))
+    return None
+
+
+def _support_contains(outer, inner) -> bool:
+    """Whether every value allowed by ``inner`` is allowed by ``outer`` (conservative)."""
+    outer_bounds, inner_bounds = _real_bounds(outer), _real_bounds(inner)
+    if outer_bounds is not None and inner_bounds is not None:
+        return outer_bounds[0] <= inner_bounds[0] and inner_bounds[1] <= outer_bounds[1]
+    base_outer, base_inner = _strip_independent(outer), _strip_independent(inner)
+    if type(base_outer) is not type(base_inner):
+        return False
+    return all(
+        not isinstance(v, (int, float)) or math.isclose(v, getattr(base_inner, k, v))
+        for k, v in vars(base_outer).items()
+        if not k.startswith("_")
+    )
+
+
+def _strip_independent(c):
+    while hasattr(c, "base_constraint"):
+        c = c.base_constraint
+    return c
