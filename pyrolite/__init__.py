@@ -5,7 +5,7 @@
 
 __version__ = "0.1.0"
 
-from . import distributions, params, poutine
+from . import distributions, infer, nn, optim, params, poutine
 from .poutine.handlers import condition, do, markov
 from .primitives import (
     clear_param_store,
@@ -26,6 +26,7 @@ from .util import enable_validation, is_validation_enabled, set_rng_seed, valida
 
 __all__ = [
     "__version__", "clear_param_store", "condition", "deterministic", "distributions", "do",
+    "infer", "nn", "optim",
     "enable_validation", "factor", "get_param_store", "is_validation_enabled", "markov", "module",
     "param", "params", "plate", "plate_stack", "poutine", "random_module", "sample",
     "set_rng_seed", "subsample", "validation_enabled",

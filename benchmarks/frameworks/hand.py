@@ -99,7 +99,8 @@ def regression_trainer(dataset: bench_data.RegressionData, lr: float, particles:
             + normal_log_prob(log_sigma, s_loc, s_scale, s_uscale)
             - log_sigma  # LogNormal: Jacobian of sigma = exp(log_sigma)
         )
-        mu = alpha + beta @ x.T  # the models' linear_predictor, particle dim already leading
+        # as the models' linear_predictor; the particle dim is already leading here
+        mu = alpha + beta @ x.T if particles > 1 else alpha + x @ beta
         log_p = (
             normal_log_prob(alpha, 0.0, 100.0, log_100)
             + normal_log_prob(beta, 0.0, 10.0, log_10).sum(-1, keepdim=particles > 1)

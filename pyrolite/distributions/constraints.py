@@ -52,3 +52,15 @@ softplus_positive = _SoftplusPositive()
 ordered_vector = _OrderedVector()
 positive_ordered_vector = _PositiveOrderedVector()
 unit_lower_cholesky = _UnitLowerCholesky()
+
+
+def _register_codecs() -> None:
+    # Params constrained by these can then be saved in checkpoints (plain data only).
+    from ..params.constraint_codec import register_constraint_codec
+
+    for name in ("softplus_positive", "ordered_vector", "positive_ordered_vector"):
+        register_constraint_codec(name, globals()[name])
+    register_constraint_codec("unit_lower_cholesky", unit_lower_cholesky)
+
+
+_register_codecs()

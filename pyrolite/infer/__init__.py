@@ -1,8 +1,10 @@
 """Inference: ELBO estimators, SVI, and trace-based posteriors."""
 
 from . import autoguide
-from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior
+from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .elbo import ELBO, ELBOModule
+from .importance import Importance
+from .predictive import Predictive
 from .svi import SVI, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .util import zero_grads
@@ -11,10 +13,13 @@ __all__ = [
     "ELBO",
     "ELBOModule",
     "EmpiricalMarginal",
+    "Importance",
     "Marginals",
+    "Predictive",
     "SVI",
     "SVIRunResult",
     "TracePosterior",
+    "TracePredictive",
     "Trace_ELBO",
     "zero_grads",
 ]

@@ -4,12 +4,14 @@
 ``EmpiricalMarginal`` turn them into per-site samples and distributions.
 """
 
-from typing import Dict, Iterable, List, Union
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
 from ..distributions import Empirical
 from ..poutine.block_messenger import BlockMessenger
+from ..poutine.replay_messenger import ReplayMessenger
+from ..poutine.trace_messenger import TraceHandler, TraceMessenger
 from ..poutine.trace_struct import Trace
 
 
@@ -44,6 +46,25 @@ class TracePosterior:
         """Samples of ``sites`` across the collected traces."""
         return Marginals(self, sites)
 
+    def __call__(self, *args, **kwargs) -> Trace:
+        """One of the collected traces, drawn with probability proportional to its weight."""
+        if not self.exec_traces:
+            raise ValueError("The posterior has no traces: call .run(*args) first")
+        log_weights = torch.stack(self.log_weights)
+        index = torch.distributions.Categorical(logits=log_weights).sample().item()
+        return self.exec_traces[index]
+
+
+def trace_with_return(fn: Callable, args, kwargs, replay_trace: Optional[Trace] = None) -> Trace:
+    """``fn``'s trace, with its return value as the ``"_RETURN"`` site (replaying a trace)."""
+    handler = TraceHandler(TraceMessenger(), fn)
+    if replay_trace is None:
+        handler(*args, **kwargs)
+    else:
+        with ReplayMessenger(trace=replay_trace):
+            handler(*args, **kwargs)
+    return handler.trace
+
 
 class EmpiricalMarginal(Empirical):
     """The empirical distribution of one site (or several, stacked) over a posterior's traces.
@@ -58,7 +79,12 @@ class EmpiricalMarginal(Empirical):
     tensor(2.)
     """
 
-    def __init__(self, trace_posterior: TracePosterior, sites: Union[str, List[str], None] = None):
+    def __init__(
+        self,
+        trace_posterior: TracePosterior,
+        sites: Union[str, List[str], None] = None,
+        validate_args: Optional[bool] = None,
+    ):
         if sites is None:
             sites = "_RETURN"
         if not trace_posterior.exec_traces:
@@ -73,7 +99,7 @@ class EmpiricalMarginal(Empirical):
             values.append(parts[0] if len(parts) == 1 else torch.stack(parts))
         samples = torch.stack(values)
         log_weights = torch.stack(trace_posterior.log_weights).to(samples.device)
-        super().__init__(samples, log_weights)
+        super().__init__(samples, log_weights, validate_args=validate_args)
 
 
 class Marginals:
@@ -103,3 +129,49 @@ class Marginals:
     @property
     def empirical(self) -> Dict[str, EmpiricalMarginal]:
         return self._marginals
+
+
+class TracePredictive(TracePosterior):
+    """Posterior predictive traces: the model replayed at latent values of posterior traces.
+
+    Each of ``num_samples`` runs picks a trace of ``posterior`` (by weight), fixes the
+    model's latent sites to its values and samples the rest afresh; observed sites keep
+    the data passed to ``run``. ``keep_sites`` limits the fixed sites to those named.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite.infer import Importance
+    >>> def model(x=None):
+    ...     z = pyrolite.sample("z", dist.Normal(0.0, 1.0))
+    ...     return pyrolite.sample("x", dist.Normal(z, 0.1), obs=x)
+    >>> posterior = Importance(model, num_samples=100).run(torch.tensor(1.0))
+    >>> predictive = TracePredictive(model, posterior, num_samples=20).run()
+    >>> EmpiricalMarginal(predictive, "x").sample_size
+    20
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        posterior: TracePosterior,
+        num_samples: int,
+        keep_sites: Optional[Iterable[str]] = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.posterior = posterior
+        self.num_samples = num_samples
+        self.keep_sites = None if keep_sites is None else set(keep_sites)
+
+    def _traces(self, *args, **kwargs):
+        if not self.posterior.exec_traces:
+            self.posterior.run(*args, **kwargs)
+        for _ in range(self.num_samples):
+            posterior_trace = self.posterior()
+            fixed = Trace()
+            for name, site in posterior_trace.nodes.items():
+                if site["type"] != "sample" or site["is_observed"]:
+                    continue
+                if self.keep_sites is not None and name not in self.keep_sites:
+                    continue
+                fixed.add_node(name, **site)
+            yield trace_with_return(self.model, args, kwargs, replay_trace=fixed), 0.0

@@ -6,23 +6,9 @@ only, including the restore when the wrapped code raises.
 """
 
 import functools
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 from .runtime import _STACK, Message
-
-# (class, message type) -> bound-method name or None; saves a getattr miss per message.
-_METHOD_CACHE: Dict[Tuple[type, str], Optional[str]] = {}
-
-
-def _method_name(cls: type, prefix: str, msg_type: str) -> Optional[str]:
-    key = (cls, prefix + msg_type)
-    try:
-        return _METHOD_CACHE[key]
-    except KeyError:
-        name = prefix + msg_type
-        _METHOD_CACHE[key] = name if hasattr(cls, name) else None
-        return _METHOD_CACHE[key]
-
 
 def check_callable(fn, handler_name: str) -> None:
     if not callable(fn):
@@ -80,12 +66,32 @@ class Messenger:
     def _reset(self) -> None:
         """Forget the state of an abandoned run (see ``NonlocalExit.reset_stack``)."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Per-class dispatch tables: message type -> handler function (or None).
+        cls._process_table = {}
+        cls._postprocess_table = {}
+
     def _process_message(self, msg: Message) -> None:
-        name = _method_name(type(self), "_pyro_", msg["type"])
-        if name is not None:
-            getattr(self, name)(msg)
+        msg_type = msg["type"]
+        try:
+            method = self._process_table[msg_type]
+        except KeyError:
+            method = getattr(type(self), "_pyro_" + msg_type, None)
+            self._process_table[msg_type] = method
+        if method is not None:
+            method(self, msg)
 
     def _postprocess_message(self, msg: Message) -> None:
-        name = _method_name(type(self), "_pyro_post_", msg["type"])
-        if name is not None:
-            getattr(self, name)(msg)
+        msg_type = msg["type"]
+        try:
+            method = self._postprocess_table[msg_type]
+        except KeyError:
+            method = getattr(type(self), "_pyro_post_" + msg_type, None)
+            self._postprocess_table[msg_type] = method
+        if method is not None:
+            method(self, msg)
+
+
+Messenger._process_table: Dict[str, Optional[Callable]] = {}
+Messenger._postprocess_table: Dict[str, Optional[Callable]] = {}

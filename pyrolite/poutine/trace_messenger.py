@@ -27,6 +27,7 @@ class TraceMessenger(Messenger):
         self.graph_type = "flat" if graph_type is None else graph_type
         self.param_only = bool(param_only)
         self.trace = Trace(self.graph_type)
+        self._dense = self.graph_type == "dense"
 
     def __enter__(self):
         self.trace = Trace(self.graph_type)
@@ -48,7 +49,10 @@ class TraceMessenger(Messenger):
         if self.param_only and msg["type"] != "param":
             return
         name = msg["name"]
-        if self.graph_type == "dense" and _is_dense_node(msg):
+        if not self._dense:
+            self.trace.add_site(name, msg.copy())
+            return
+        if _is_dense_node(msg):
             earlier = [
                 n
                 for n, s in self.trace.nodes.items()
@@ -56,7 +60,7 @@ class TraceMessenger(Messenger):
             ]
         else:
             earlier = ()
-        self.trace.add_node(name, **msg.copy())
+        self.trace.add_site(name, msg.copy())
         for src in earlier:
             self.trace.add_edge(src, name)
 

@@ -89,6 +89,10 @@ class Trace:
         return len(self.nodes)
 
     def add_node(self, site_name: str, **site) -> None:
+        self.add_site(site_name, site)
+
+    def add_site(self, site_name: str, site: dict) -> None:
+        """Add ``site`` (a message dict, stored as is) under ``site_name``."""
         old = self.nodes.get(site_name)
         if old is not None:
             if old["type"] != site["type"]:
@@ -103,15 +107,13 @@ class Trace:
                     "loop, or use a plate for independent copies."
                 )
         self.nodes[site_name] = site
-        self._succ.setdefault(site_name, set())
-        self._pred.setdefault(site_name, set())
 
     def remove_node(self, name: str) -> None:
         self.nodes.pop(name)
         for other in self._succ.pop(name, ()):
-            self._pred[other].discard(name)
+            self._pred.get(other, set()).discard(name)
         for other in self._pred.pop(name, ()):
-            self._succ[other].discard(name)
+            self._succ.get(other, set()).discard(name)
 
     def add_edge(self, src: str, dst: str) -> None:
         self._succ.setdefault(src, set()).add(dst)
@@ -122,10 +124,10 @@ class Trace:
         return [(src, dst) for src, dsts in self._succ.items() for dst in dsts]
 
     def successors(self, name: str) -> set:
-        return self._succ[name]
+        return self._succ.get(name, set())
 
     def predecessors(self, name: str) -> set:
-        return self._pred[name]
+        return self._pred.get(name, set())
 
     def topological_sort(self, reverse: bool = False) -> List[str]:
         """Site names with every site after its predecessors (execution order breaks ties)."""

@@ -154,8 +154,8 @@ def init_to_value(
 class InitMessenger(Messenger):
     """Give every latent sample site the value ``init_fn(site)`` instead of a prior draw.
 
-    Observed sites, plate subsample sites and sites that already hold a value are left
-    alone. With validation on, a value outside the site's support is an error.
+    Observed, discrete, enumerated and plate-subsample sites, and sites that already
+    hold a value, are left alone. With validation on, a value outside the site's support is an error.
     ``device`` moves init values next to the data (a strategy may build them on CPU).
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
@@ -175,6 +175,9 @@ class InitMessenger(Messenger):
         if msg["infer"].get("_subsample") or msg["infer"].get("enumerate"):
             return
         name, fn = msg["name"], msg["fn"]
+        if fn.support.is_discrete:
+            return  # no unconstrained space to initialize in: a prior draw
+
         with torch.no_grad():
             value = self.init_fn(msg)
         if not isinstance(value, torch.Tensor):
