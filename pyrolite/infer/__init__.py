@@ -4,6 +4,7 @@ from . import autoguide
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .elbo import ELBO, ELBOModule
 from .importance import Importance
+from .jit_elbo import JitMixin, JitTrace_ELBO
 from .predictive import Predictive
 from .svi import SVI, SVIRunResult
 from .trace_elbo import Trace_ELBO
@@ -14,6 +15,8 @@ __all__ = [
     "ELBOModule",
     "EmpiricalMarginal",
     "Importance",
+    "JitMixin",
+    "JitTrace_ELBO",
     "Marginals",
     "Predictive",
     "SVI",

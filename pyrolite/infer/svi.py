@@ -7,7 +7,7 @@ exception, or a non-finite loss) leaves the ParamStore and optimizer untouched.
 
 import math
 import random
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from ..params.serialization import load_weights_only, save_atomic
 from ..poutine.messenger import Messenger
 from ..poutine.runtime import Message
 from .abstract_infer import TracePosterior
+from .compiled_step import CompiledStep
 from .elbo import ELBO, _run_traced
 
 CHECKPOINT_FORMAT = "pyrolite.svi.checkpoint"
@@ -53,6 +54,10 @@ class SVI(TracePosterior):
     :param loss_and_grads: optional callable doing loss and backward for a callable loss.
     :param num_samples: traces drawn by ``run`` (seed-003 style posterior).
     :param num_steps: steps taken by ``run`` before drawing.
+    :param compile: take each step as one ``torch.compile``-d graph (loss, gradients and
+        Adam/SGD/ClippedAdam update) after one eager step per new argument shape; True,
+        or a dict of ``torch.compile`` options. Falls back to eager, with a warning, where
+        the step cannot be compiled. See :mod:`pyrolite.infer.compiled_step`.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> from pyrolite.infer import SVI, Trace_ELBO
@@ -82,6 +87,7 @@ class SVI(TracePosterior):
         loss_and_grads: Optional[Callable] = None,
         num_samples: int = 0,
         num_steps: int = 0,
+        compile: Union[bool, Dict[str, Any]] = False,
         **kwargs,
     ):
         if not isinstance(optim, PyroOptim):
@@ -115,6 +121,10 @@ class SVI(TracePosterior):
             ).detach()
         self.loss_and_grads = loss_and_grads
         self._collector = ParamCollector()
+        # compile=True (or torch.compile options): see pyrolite.infer.compiled_step.
+        self._compiled_step = (
+            CompiledStep(self, compile if isinstance(compile, dict) else None) if compile else None
+        )
 
     # --- one step ------------------------------------------------------------------
 
@@ -123,6 +133,10 @@ class SVI(TracePosterior):
         return self._step(args, kwargs, stable_update=False, check_finite=True).item()
 
     def _step(self, args, kwargs, stable_update: bool, check_finite: bool) -> torch.Tensor:
+        if self._compiled_step is not None:
+            loss = self._compiled_step(args, kwargs, stable_update, check_finite)
+            if loss is not None:
+                return loss
         params: List[torch.Tensor] = []
         try:
             with self._collector:

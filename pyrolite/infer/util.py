@@ -5,6 +5,8 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
+from ..distributions import Delta
+from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
 from ..util import warn_once
 
@@ -58,8 +60,11 @@ def plate_cost(
 
 
 def site_shape(site: dict) -> Tuple[int, ...]:
-    fn = site["fn"]
-    return tuple(getattr(fn, "batch_shape", ())) + tuple(getattr(fn, "event_shape", ()))
+    """Batch (as the site's plates imply) + event shape of a sample site's distribution."""
+    batch = plate_batch_shape(site)
+    if batch is None:
+        batch = tuple(getattr(site["fn"], "batch_shape", ()))
+    return tuple(batch) + tuple(getattr(site["fn"], "event_shape", ()))
 
 
 def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
@@ -128,9 +133,12 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
                 )
         model_support = getattr(model_fn, "support", None)
         guide_support = getattr(guide_fn, "support", None)
+        # A Delta guide site is a deterministic transform of auxiliary draws (autoguides):
+        # its nominal support says nothing about where its values lie.
         if (
             model_support is not None
             and guide_support is not None
+            and not isinstance(guide_fn, Delta)
             and not _support_contains(model_support, guide_support)
         ):
             warn_once(

@@ -8,7 +8,7 @@ further left), so later computations broadcast over every value of it.
 from typing import Dict
 
 from .messenger import Messenger
-from .runtime import Message
+from .runtime import Message, broadcast_site
 
 
 class EnumMessenger(Messenger):
@@ -36,6 +36,7 @@ class EnumMessenger(Messenger):
     def _pyro_sample(self, msg: Message) -> None:
         if msg["done"] or msg["is_observed"] or msg["infer"].get("enumerate") != "parallel":
             return
+        broadcast_site(msg)  # enumerate over the plates' full batch shape
         fn = msg["fn"]
         if not getattr(fn, "has_enumerate_support", False):
             raise ValueError(

@@ -45,9 +45,19 @@ class MaskMessenger(Messenger):
 
 
 @effectful(type="get_mask")
+def _get_mask():
+    return None
+
+
 def get_mask():
     """The mask of the enclosing ``poutine.mask`` contexts, or None.
 
     Lets a model skip work (e.g. expensive likelihoods) that would be masked anyway.
+
+    >>> import torch
+    >>> from pyrolite import poutine
+    >>> with poutine.mask(mask=torch.tensor([True, False])):
+    ...     poutine.get_mask()
+    tensor([ True, False])
     """
-    return None
+    return _get_mask(infer={"_do_not_trace": True})

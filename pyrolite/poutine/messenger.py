@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional
 
 from .runtime import _STACK, Message
 
+
 def check_callable(fn, handler_name: str) -> None:
     if not callable(fn):
         raise TypeError(

@@ -8,11 +8,11 @@ replayed into the model) and scales log-probs by ``size / subsample_size``.
 Used as an iterator, it is a sequential plate: one independent context per index.
 """
 
+from collections import OrderedDict
 from typing import Dict, Iterator, NamedTuple, Optional, Union
 
 import torch
 
-from .broadcast_messenger import broadcast_site
 from .messenger import Messenger
 from .runtime import _STACK, Message, apply_stack, new_message
 
@@ -58,6 +58,22 @@ class _DimAllocator:
 
 
 _DIM_ALLOCATOR = _DimAllocator()
+
+
+_FULL_INDICES: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+
+
+def _full_indices(size: int, device) -> torch.Tensor:
+    """``arange(size)``, shared between steps (a million-row plate would otherwise
+    allocate 8 MB every time it is entered). Read-only by convention."""
+    key = (size, str(device))
+    indices = _FULL_INDICES.get(key)
+    if indices is None:
+        indices = torch.arange(size, device=device)
+        _FULL_INDICES[key] = indices
+        while len(_FULL_INDICES) > 16:
+            _FULL_INDICES.popitem(last=False)
+    return indices
 
 
 class _Subsample:
@@ -134,7 +150,7 @@ class PlateMessenger(Messenger):
             return None
         if self.subsample_size == self.size:
             # A full plate has no randomness: no subsample site is recorded.
-            return torch.arange(self.size, device=self.device)
+            return _full_indices(self.size, self.device)
         fn = _Subsample(self.size, self.subsample_size, self.device)
         if not _STACK:
             return fn()
@@ -164,8 +180,7 @@ class PlateMessenger(Messenger):
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
         if self._scale != 1.0:
             msg["scale"] = self._scale * msg["scale"]
-        if not msg["done"]:
-            broadcast_site(msg)
+        # Broadcasting to this plate's size happens in the default effect, once.
 
     def _pyro_param(self, msg: Message) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]

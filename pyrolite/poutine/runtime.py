@@ -7,7 +7,9 @@ plain dict, that travels through the active handlers: innermost first through
 """
 
 import functools
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
 
 # Handlers in the order they were entered; the last one is the innermost.
 _STACK: List[Any] = []
@@ -73,8 +75,78 @@ def new_message(
     }
 
 
+def plate_batch_shape(msg: Message) -> Optional[Tuple[int, ...]]:
+    """The batch shape a sample site's plates imply for its distribution.
+
+    A batch size that is neither 1 nor the plate's size is an error that names
+    the site, the plate, the dim and both sizes.
+    """
+    batch_shape = getattr(msg["fn"], "batch_shape", None)
+    if batch_shape is None:
+        return None
+    target = list(batch_shape)
+    for frame in msg["cond_indep_stack"]:
+        if frame.dim is None or frame.size == -1:
+            continue
+        if -frame.dim > len(target):
+            target = [1] * (-frame.dim - len(target)) + target
+        actual = target[frame.dim]
+        if actual != 1 and actual != frame.size:
+            raise ValueError(
+                f"Shape mismatch inside plate('{frame.name}') at site '{msg['name']}': "
+                f"the plate has size {frame.size} at dim {frame.dim}, but the distribution's "
+                f"batch_shape is {tuple(batch_shape)} (size {actual} at that dim). Fix: make "
+                f"the parameters' size at dim {frame.dim} equal {frame.size} or 1, move the "
+                "data dim with .permute()/.unsqueeze(), or declare event dims with .to_event()."
+            )
+        target[frame.dim] = frame.size
+    return tuple(target)
+
+
+def broadcast_site(msg: Message) -> None:
+    """Expand ``msg["fn"]`` to its plates' batch shape, if the site needs it.
+
+    Expansion is skipped when the site already holds a value (observed, replayed,
+    conditioned) whose batch dims cover that shape: its log-prob broadcasts to the
+    same tensor, without materializing the distribution's parameters at full size
+    (e.g. a scalar ``scale`` over a million observations).
+    """
+    if msg["infer"].get("_subsample"):
+        # A nested plate's subsample indices are not batched by the outer plates.
+        return
+    target = plate_batch_shape(msg)
+    fn = msg["fn"]
+    if target is None or target == tuple(fn.batch_shape):
+        return
+    value = msg["value"]
+    if isinstance(value, torch.Tensor):
+        value_batch = value.shape[: value.dim() - len(fn.event_shape)]
+        if _broadcast_covers(value_batch, fn.batch_shape, target):
+            return
+    expanded = fn.expand(target)
+    if getattr(fn, "has_rsample", None) != getattr(expanded, "has_rsample", None):
+        expanded.has_rsample = fn.has_rsample
+    msg["fn"] = expanded
+
+
+def _broadcast_covers(a: tuple, b: tuple, target: tuple) -> bool:
+    """Whether shapes ``a`` and ``b`` broadcast together to exactly ``target``."""
+    n = max(len(a), len(b))
+    if n < len(target):
+        return False
+    for i in range(1, n + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        size = x if y == 1 else y
+        if (x != 1 and y != 1 and x != y) or size != (target[-i] if i <= len(target) else 1):
+            return False
+    return True
+
+
 def default_process_message(msg: Message) -> None:
-    """The effect when no handler supplied a value: call ``fn``."""
+    """The effect when no handler supplied a value: broadcast to the plates, call ``fn``."""
+    if msg["cond_indep_stack"] and msg["type"] == "sample":
+        broadcast_site(msg)
     if msg["done"] or msg["is_observed"] or msg["value"] is not None:
         msg["done"] = True
         return

@@ -476,8 +476,7 @@ def _mask_is_false() -> bool:
     """True inside ``poutine.mask(mask=False)``, where the Jacobian term is not needed."""
     from ...poutine.mask_messenger import get_mask
 
-    # Not a site of the guide: keep the query out of traces.
-    return get_mask(infer={"_do_not_trace": True}) is False
+    return get_mask() is False
 
 
 class AutoCallable(AutoGuide):

@@ -151,11 +151,35 @@ def init_to_value(
     return fallback(site)
 
 
+def _broadcast_to_plates(msg: Message):
+    """The site's distribution expanded to the sizes of its vectorized plates.
+
+    The init value must have the site's full shape inside plates, whether or not the
+    plates have broadcast the distribution yet when this handler sees the site.
+    """
+    fn = msg["fn"]
+    batch = list(fn.batch_shape)
+    for frame in msg["cond_indep_stack"]:
+        if frame.dim is None or frame.size == -1:
+            continue
+        if -frame.dim > len(batch):
+            batch = [1] * (-frame.dim - len(batch)) + batch
+        if batch[frame.dim] == 1:
+            batch[frame.dim] = frame.size
+    if tuple(batch) == tuple(fn.batch_shape):
+        return fn
+    expanded = fn.expand(torch.Size(batch))
+    if getattr(fn, "has_rsample", None) != getattr(expanded, "has_rsample", None):
+        expanded.has_rsample = fn.has_rsample
+    return expanded
+
+
 class InitMessenger(Messenger):
     """Give every latent sample site the value ``init_fn(site)`` instead of a prior draw.
 
     Observed, discrete, enumerated and plate-subsample sites, and sites that already
-    hold a value, are left alone. With validation on, a value outside the site's support is an error.
+    hold a value, are left alone. With validation on, a value outside the site's support
+    is an error.
     ``device`` moves init values next to the data (a strategy may build them on CPU).
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
@@ -174,9 +198,10 @@ class InitMessenger(Messenger):
             return
         if msg["infer"].get("_subsample") or msg["infer"].get("enumerate"):
             return
-        name, fn = msg["name"], msg["fn"]
-        if fn.support.is_discrete:
+        if msg["fn"].support.is_discrete:
             return  # no unconstrained space to initialize in: a prior draw
+        name, fn = msg["name"], _broadcast_to_plates(msg)
+        msg["fn"] = fn
 
         with torch.no_grad():
             value = self.init_fn(msg)

@@ -1,0 +1,66 @@
+"""The ``Jit*`` estimators: an ELBO whose loss computation is traced by TorchScript.
+
+``JitMixin`` compiles ``_loss_and_surrogate`` (per model/guide pair) with
+``pyrolite.ops.jit.trace``, so ``loss``, ``loss_and_grads``, ``differentiable_loss``
+and ``SVI`` run the graph, with the very numbers of the eager estimator it is mixed into.
+"""
+
+from typing import Callable, Dict, Tuple
+
+from ..ops.jit import CompiledFunction, trace
+from .trace_elbo import Trace_ELBO
+
+
+class JitMixin:
+    """Mix in before an ELBO class: ``class JitX(JitMixin, X)`` is X, compiled.
+
+    Model and guide need static structure (the same sites and params on every
+    call); tensors must come in as arguments, and the other arguments are frozen into
+    the graph (a new value compiles a new one). A model that breaks these rules for
+    some signature runs eagerly for it, after one ``JitFallbackWarning``.
+    """
+
+    def _loss_and_surrogate(self, model, guide, args, kwargs):
+        compiled_fns: Dict[Tuple[Callable, Callable], CompiledFunction]
+        compiled_fns = self.__dict__.setdefault("_compiled_fns", {})
+        compiled = compiled_fns.get((model, guide))
+        if compiled is None:
+            eager = super()._loss_and_surrogate
+
+            def loss_and_surrogate(*args, **kwargs):
+                return eager(model, guide, args, kwargs)
+
+            loss_and_surrogate.__qualname__ = (
+                f"{type(self).__name__}(model={getattr(model, '__name__', model)!s}, "
+                f"guide={getattr(guide, '__name__', guide)!s})"
+            )
+            compiled = trace(
+                loss_and_surrogate,
+                ignore_warnings=self.ignore_jit_warnings,
+                jit_options=self.jit_options,
+            )
+            compiled_fns[(model, guide)] = compiled
+        result = compiled(*args, **kwargs)
+        # The traces of the tracing run are stale after it; don't report from them.
+        self._last_traces = None
+        return result
+
+
+class JitTrace_ELBO(JitMixin, Trace_ELBO):
+    """``Trace_ELBO`` with its loss computation compiled by ``torch.jit.trace``.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> pyrolite.clear_param_store()
+    >>> def model(x):
+    ...     z = pyrolite.sample("z", dist.Normal(0.0, 1.0))
+    ...     with pyrolite.plate("data", len(x)):
+    ...         pyrolite.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):
+    ...     loc = pyrolite.param("loc", torch.tensor(0.0))
+    ...     pyrolite.sample("z", dist.Normal(loc, 1.0))
+    >>> elbo, x = JitTrace_ELBO(), torch.zeros(4)
+    >>> pyrolite.set_rng_seed(0); compiled = [elbo.loss(model, guide, x) for _ in range(2)]
+    >>> pyrolite.set_rng_seed(0); eager = [Trace_ELBO().loss(model, guide, x) for _ in range(2)]
+    >>> torch.allclose(torch.tensor(compiled), torch.tensor(eager))
+    True
+    """
