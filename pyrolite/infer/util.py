@@ -38,22 +38,21 @@ def plate_cost(
 ) -> torch.Tensor:
     """The detached cost ``log p - log q`` seen by a non-reparameterized site in ``frames``.
 
-    Terms in plates the site shares keep their per-element values (the site's
-    element i only gets the cost of element i: Rao-Blackwellization); every other
-    term is summed.
+    ``log p`` sums the model's sites and ``log q`` all of the guide's, auxiliary ones
+    included: a guide-only site's ``-log q`` carries its entropy gradient. Terms in
+    plates the site shares keep their per-element values (the site's element i only
+    gets the cost of element i: Rao-Blackwellization); every other term is summed.
     """
     keep = {f.dim: f for f in frames if f.dim is not None}
     key = tuple(sorted(keep.items(), key=lambda kv: kv[0]))
     if cache is not None and key in cache:
         return cache[key]
     total = 0.0
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample":
-            continue
-        term = site["log_prob"]
-        if not site["is_observed"]:
-            term = term - guide_trace.nodes[name]["log_prob"]
-        total = total + sum_to_plates(term.detach(), site["cond_indep_stack"], keep)
+    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                term = sum_to_plates(site["log_prob"].detach(), site["cond_indep_stack"], keep)
+                total = total + term if sign > 0 else total - term
     if cache is not None:
         cache[key] = total
     return total

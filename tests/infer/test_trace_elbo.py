@@ -163,6 +163,29 @@ def test_score_function_is_rao_blackwellized_by_plate():
     assert torch.allclose(grad, expected, atol=1e-6)
 
 
+def test_auxiliary_nonreparam_guide_site_gets_its_entropy_gradient():
+    """An auxiliary score-function site's cost includes its own -log q (seed 001's mixture).
+
+    model z ~ N(0, 1); guide u ~ N(m, s) (non-reparameterized, auxiliary), z = Delta(u).
+    ELBO(m, s) = -(m^2 + s^2)/2 + log s + const, so d(-ELBO)/ds = s - 1/s = -1.5 at s = 0.5;
+    a cost without -log q(u) would give +0.5.
+    """
+
+    def model():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        m = pyro.param("m", torch.tensor(0.3))
+        s = pyro.param("s", torch.tensor(0.5), constraint=constraints.positive)
+        u = pyro.sample("u", NonreparameterizedNormal(m, s), infer={"is_auxiliary": True})
+        pyro.sample("z", dist.Delta(u))
+
+    elbo = Trace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=0)
+    mean, stderr = estimate_grads(elbo, model, guide)
+    expected = to_unconstrained_grads(0.3, 0.5 - 1 / 0.5, 0.5)
+    assert torch.all((mean - expected).abs() <= 5 * stderr + 1e-4), (mean, expected, stderr)
+
+
 class FixedNoiseNormal(dist.Normal):
     """Normal whose rsample takes its standard-normal noise from a shared queue."""
 
