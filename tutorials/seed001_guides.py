@@ -90,9 +90,9 @@ def main(steps: int, auto_steps: int) -> None:
     print("-" * 76)
     for key, val in result.params.items():
         if key != "theta":
-            print("%s:\t%0.3f" % (key, val))
+            print(f"{key}:\t{float(val):0.3f}")
         else:
-            print("%s:\t%0.1f deg" % (key, val * 180 / math.pi))
+            print(f"{key}:\t{float(val) * 180 / math.pi:0.1f} deg")
     print("-" * 76)
     samples = Predictive(guide_multimodal, params=result.params, num_samples=5000)()
     u = (samples["x"] + samples["y"]) / 2**0.5
@@ -107,7 +107,9 @@ def main(steps: int, auto_steps: int) -> None:
     eigvals, eigvecs = torch.linalg.eigh(cov)
     sigmas = eigvals.sqrt()
     angle = math.degrees(math.atan2(eigvecs[1, 1], eigvecs[0, 1])) % 180
-    print(f"sigma_1 {sigmas[0]:.2f} (1.0), sigma_2 {sigmas[1]:.2f} (3.0), major axis {angle:.1f} deg")
+    print(
+        f"sigma_1 {sigmas[0]:.2f} (1.0), sigma_2 {sigmas[1]:.2f} (3.0), major axis {angle:.1f} deg"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from . import autoguide
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
+from .compiled_step import CompiledStep
 from .elbo import ELBO, ELBOModule
+from .export import export_guide
 from .importance import Importance
 from .jit_elbo import JitMixin, JitTrace_ELBO
 from .predictive import Predictive
@@ -11,6 +13,7 @@ from .trace_elbo import Trace_ELBO
 from .util import zero_grads
 
 __all__ = [
+    "CompiledStep",
     "ELBO",
     "ELBOModule",
     "EmpiricalMarginal",
@@ -24,5 +27,6 @@ __all__ = [
     "TracePosterior",
     "TracePredictive",
     "Trace_ELBO",
+    "export_guide",
     "zero_grads",
 ]

@@ -13,6 +13,7 @@ Anything that cannot be compiled warns once, saying why, and runs the eager step
 """
 
 import math
+import types
 import warnings
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
@@ -90,9 +91,16 @@ class _ParamSlot:
         """The hyper-parameters baked into the graph as constants (lr is an input)."""
         g = self.group
         if self.rule == _ADAM:
-            return (g["betas"], g["eps"], g["weight_decay"], g.get("decoupled_weight_decay"))
+            decoupled = g.get("decoupled_weight_decay")
+            return (g["betas"], g["eps"], g["weight_decay"], decoupled, g.get("maximize"))
         if self.rule == _SGD:
-            return (g["momentum"], g["dampening"], g["nesterov"], g["weight_decay"])
+            return (
+                g["momentum"],
+                g["dampening"],
+                g["nesterov"],
+                g["weight_decay"],
+                g.get("maximize"),
+            )
         return (g["betas"], g["eps"], g["weight_decay"], g["clip_norm"], g["centered_variance"])
 
     def tensors(self) -> List[torch.Tensor]:
@@ -106,7 +114,8 @@ class _ParamSlot:
 
 
 def _check_settings(name: str, rule: str, group: Dict[str, Any], state) -> None:
-    for flag in ("maximize", "amsgrad", "differentiable", "capturable", "fused"):
+    # fused/foreach/capturable pick torch's implementation, not the math: all compile alike.
+    for flag in ("amsgrad", "differentiable"):
         if group.get(flag):
             raise _Unsupported(f"param {name!r}: optimizer option {flag}=True is not compiled")
     if rule == _ADAM and isinstance(group["lr"], torch.Tensor):
@@ -141,7 +150,9 @@ def _signature(value: Any) -> Hashable:
 
 def _adam_update(p, g, tensors, lr, hyper, ok) -> None:
     step_t, exp_avg, exp_avg_sq = tensors
-    (beta1, beta2), eps, weight_decay, decoupled = hyper
+    (beta1, beta2), eps, weight_decay, decoupled, maximize = hyper
+    if maximize:
+        g = -g
     param = p
     if weight_decay != 0:
         if decoupled:
@@ -164,7 +175,9 @@ def _adam_update(p, g, tensors, lr, hyper, ok) -> None:
 
 
 def _sgd_update(p, g, tensors, lr, hyper, ok) -> None:
-    momentum, dampening, nesterov, weight_decay = hyper
+    momentum, dampening, nesterov, weight_decay, maximize = hyper
+    if maximize:
+        g = -g
     if weight_decay != 0:
         g = g + weight_decay * p
     if momentum != 0:
@@ -218,16 +231,46 @@ def _make_step_fn(elbo: ELBO, model, guide, slots: List[_ParamSlot], stable_upda
                     update(leaves[i], grads[i], states[i], scalars[i], hyper, ok)
         return loss, ok
 
-    return step_fn
+    return _with_own_code(step_fn)
+
+
+def _with_own_code(fn: Callable) -> Callable:
+    """A copy of ``fn`` with its own code object.
+
+    Dynamo keeps compiled graphs (and counts recompilations, up to a small limit) per
+    code object; every plan gets its own, so plans of many SVIs and keys never evict each
+    other, and a plan's graphs are freed with it.
+    """
+    global _PLAN_COUNT
+    _PLAN_COUNT += 1
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{_PLAN_COUNT}")
+    copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = code.co_name
+    return copy
+
+
+_PLAN_COUNT = 0
+
+
+def _describe(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
+def _is_compile_error(e: Exception) -> bool:
+    """Whether ``e`` came from tracing/compiling (a recompile), not from running the graph."""
+    dynamo_exc = getattr(torch._dynamo, "exc", None)
+    return dynamo_exc is not None and isinstance(e, dynamo_exc.TorchDynamoException)
 
 
 class _Plan:
     """The compiled step for one key, with the slots whose tensors it reads."""
 
-    def __init__(self, fn: Callable, slots: List[_ParamSlot]):
-        self.fn, self.slots = fn, slots
+    def __init__(self, step_fn: Callable, fn: Callable, slots: List[_ParamSlot]):
+        self.step_fn, self.fn, self.slots = step_fn, fn, slots
         self.leaves = [s.leaf for s in slots]
         self.states = [s.tensors() for s in slots]
+        self.warm = False  # ran once uncompiled
         self.compiled_once = False
         # ClippedAdam decays lr once per group and step; Adam/SGD read lr as an input.
         self.groups = list({id(s.group): s.group for s in slots}.values())
@@ -239,6 +282,14 @@ class CompiledStep:
     :param svi: the ``SVI`` whose model, guide, ELBO and optimizer are compiled.
     :param options: keyword arguments for ``torch.compile`` (``fullgraph=True`` and
         ``dynamic=False`` unless given), e.g. ``{"backend": "aot_eager"}``.
+
+    Per key: step 1 runs eagerly (creates params and optimizer state), step 2 runs the
+    step function uncompiled (warms Python-side caches), later steps run the compiled
+    graph. Randomness stays random per call (inductor draws fresh seeds every call).
+
+    Use it as ``SVI(model, guide, Adam({"lr": 0.01}), Trace_ELBO(), compile=True)``;
+    ``tests/infer/test_compiled_step.py`` and ``tutorials/compiled_speedups.py`` show it
+    end to end (a doctest cannot: dynamo resolves a doctest's globals by module name).
     """
 
     def __init__(self, svi, options: Optional[Dict[str, Any]] = None):
@@ -246,11 +297,10 @@ class CompiledStep:
         self.options = {"fullgraph": True, "dynamic": False, **(options or {})}
         self._plans: Dict[Hashable, _Plan] = {}
         self._eager_keys: Dict[Hashable, str] = {}  # key -> why it runs eagerly
-        self._disabled: Optional[str] = None
         self._init_key: Optional[Hashable] = None
         self._init_count = -1
         self._warned: set = set()
-        self._disabled = self._why_not_compilable()
+        self._disabled: Optional[str] = self._why_not_compilable()  # why no key compiles
 
     # ------------------------------------------------------------------ public
 
@@ -311,11 +361,11 @@ class CompiledStep:
             self._eager_keys[key] = str(e)
             self._warn(str(e))
             return None
-        plan = _Plan(torch.compile(fn, **self.options), slots)
+        plan = _Plan(fn, torch.compile(fn, **self.options), slots)
         self._plans[key] = plan
         return plan
 
-    def _scalars(self, plan: _Plan) -> List[torch.Tensor]:
+    def _scalars(self, plan: _Plan) -> torch.Tensor:
         """Per-param lr (Adam, SGD) or step size (ClippedAdam) for this step."""
         values = []
         for slot in plan.slots:
@@ -327,27 +377,36 @@ class CompiledStep:
                 values.append(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
             else:
                 values.append(group["lr"])
-        return list(torch.tensor(values, dtype=torch.float64).unbind())
+        return torch.tensor(values, dtype=torch.float64)
 
     def _run(self, key, plan: _Plan, args, kwargs, stable_update: bool, check_finite: bool):
         svi = self.svi
-        scalars = self._scalars(plan)
-        try:
-            with validation_disabled():
-                if plan.compiled_once:
-                    loss, ok = plan.fn(plan.leaves, plan.states, scalars, args, kwargs)
-                else:
-                    with torch._dynamo.config.patch(trace_autograd_ops=True):
-                        loss, ok = plan.fn(plan.leaves, plan.states, scalars, args, kwargs)
-        except Exception as e:
-            if plan.compiled_once:
-                raise
-            reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
-            self._eager_keys[key] = reason
-            del self._plans[key]
-            self._warn(reason)
-            return None
-        plan.compiled_once = True
+        inputs = (plan.leaves, plan.states, self._scalars(plan), args, kwargs)
+        with validation_disabled():
+            if not plan.warm:
+                # One uncompiled run of the same function first: it fills the lazily built
+                # Python caches (handler dispatch tables, ...) that compiled code guards on.
+                try:
+                    loss, ok = plan.step_fn(*inputs)
+                except Exception as e:  # the eager step will raise it again if it is real
+                    return self._give_up(key, _describe(e))
+                plan.warm = True
+            elif not plan.compiled_once:
+                result = self._compile_and_run(plan, inputs)
+                if isinstance(result, str):
+                    return self._give_up(key, result)
+                loss, ok = result
+                plan.compiled_once = True
+            else:
+                try:
+                    loss, ok = plan.fn(*inputs)
+                except Exception as e:
+                    if not _is_compile_error(e):
+                        raise
+                    result = self._compile_and_run(plan, inputs)  # a guard failed: retrace
+                    if isinstance(result, str):
+                        return self._give_up(key, result)
+                    loss, ok = result
         if stable_update or check_finite:
             if not bool(ok):
                 if stable_update:
@@ -362,6 +421,29 @@ class CompiledStep:
                 group["lr"] *= group["lrd"]
         svi.step_count += 1
         return loss
+
+    @staticmethod
+    def _compile_and_run(plan: _Plan, inputs):
+        """(Re)compile with ``torch.autograd.grad`` tracing on, then run; or say why not.
+
+        The switch is on only while tracing: a compiled graph needs it no more, and
+        toggling the config on every step would cost more than the step.
+        """
+        config = torch._dynamo.config
+        saved = config.trace_autograd_ops
+        config.trace_autograd_ops = True
+        try:
+            return plan.fn(*inputs)
+        except Exception as e:
+            return _describe(e)
+        finally:
+            config.trace_autograd_ops = saved
+
+    def _give_up(self, key: Hashable, reason: str) -> None:
+        self._eager_keys[key] = reason
+        self._plans.pop(key, None)
+        self._warn(reason)
+        return None
 
     def _warn(self, reason: str) -> None:
         if reason in self._warned:

@@ -31,10 +31,9 @@ class JitFallbackWarning(UserWarning):
 # that is a value (``if x.sum() > 0:``): the trace would replay one branch forever, so
 # it is refused. In pyrolite's and torch's own code it is shape bookkeeping (sizes are
 # 0-d tensors while tracing), which the cache key makes safe.
-_DATA_DEPENDENT = "Converting a tensor to a Python"
+_DATA_DEPENDENT = "Converting a tensor to a"  # ... Python bool/float/..., NumPy array
 _LIBRARY_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep
-    for m in (torch, __import__("pyrolite"))
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, __import__("pyrolite"))
 )
 # Tracer warnings about baking in shapes or Python constants: harmless here, because
 # shapes and non-tensor arguments are part of the cache key (a change re-traces).
@@ -176,7 +175,7 @@ class CompiledFunction:
                 )
             flat_out: List[torch.Tensor] = []
             traced_run["out_spec"] = _flatten_output(out, flat_out)
-            traced_run["outputs"] = flat_out
+            traced_run["num_outputs"] = len(flat_out)
             return tuple(flat_out) + tuple(reads.values[n] for n in names)
 
         with warnings.catch_warnings(record=True) as caught:
@@ -184,16 +183,23 @@ class CompiledFunction:
             graph = torch.jit.trace(flat_fn, leaves + tuple(tensors), **self.jit_options)
         self._check_warnings(caught)
 
-        # Replay the same draws through the graph: it must reproduce the traced run.
+        # The graph and one more eager run, from the same draws, must agree; they don't
+        # when the function reads state outside its arguments (globals, Python RNG).
+        _set_rng_state(rng)
+        expected: List[torch.Tensor] = []
+        with validation_disabled(), BlockMessenger():
+            _flatten_output(fn(*args, **kwargs), expected)
         _set_rng_state(rng)
         replayed = graph(*leaves, *tensors)
-        for got, want in zip(replayed, traced_run["outputs"]):
-            if not torch.allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True):
+        for got, want in zip(replayed, expected):
+            if got.shape != want.shape or not torch.allclose(
+                got, want, rtol=1e-4, atol=1e-6, equal_nan=True
+            ):
                 raise _TraceRefused(
-                    "its compiled graph does not reproduce it (state outside its arguments, "
-                    "e.g. Python-side randomness or globals, changed the result)"
+                    "its compiled graph does not reproduce it (it reads state outside its "
+                    "arguments, e.g. globals or Python-side randomness)"
                 )
-        out_spec, num_outputs = traced_run["out_spec"], len(traced_run["outputs"])
+        out_spec, num_outputs = traced_run["out_spec"], traced_run["num_outputs"]
         return _Compiled(graph, names, entries, leaves, out_spec, num_outputs)
 
     def _check_warnings(self, caught) -> None:
