@@ -168,16 +168,19 @@ def target_lines(rows: List[dict]) -> List[str]:
     lines = ["## Issue targets", ""]
     for target in TARGETS:
         mine = by_key.get((target.workload, target.config))
-        hand = by_key.get((target.workload, REFERENCE_KEYS["hand"]))
-        if not mine or not hand or mine["us_per_step"] is None or hand["us_per_step"] is None:
+        ref = by_key.get((target.workload, target.reference))
+        if not mine or not ref or mine["us_per_step"] is None or ref["us_per_step"] is None:
             why = "; ".join(mine["errors"]) if mine and mine["errors"] else "not measured"
             lines.append(f"- [ ] {target.text}: {why}")
             continue
-        time_ratio = mine["us_per_step"] / hand["us_per_step"]
+        time_ratio = mine["us_per_step"] / ref["us_per_step"]
         met = time_ratio <= target.max_time_ratio
-        measured = f"time {time_ratio:.2f}× (target ≤ {target.max_time_ratio}×)"
+        measured = (
+            f"`{target.config}` / `{target.reference}` time {time_ratio:.2f}× "
+            f"(target ≤ {target.max_time_ratio:.3g}×)"
+        )
         if target.max_memory_ratio is not None:
-            memory_ratio = mine["peak_mb"] / max(hand["peak_mb"], 1e-9)
+            memory_ratio = mine["peak_mb"] / max(ref["peak_mb"], 1e-9)
             met = met and memory_ratio <= target.max_memory_ratio
             measured += f", peak memory {memory_ratio:.2f}× (target ≤ {target.max_memory_ratio}×)"
         lines.append(f"- [{'x' if met else ' '}] {target.text}: {measured}")

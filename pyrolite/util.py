@@ -35,20 +35,26 @@ def is_validation_enabled() -> bool:
     return _VALIDATION_ENABLED
 
 
-@contextmanager
-def validation_disabled():
+class validation_disabled:
     """Skip torch.distributions' argument and support checks inside (pyrolite's too).
 
-    Used on the hot path once a model/guide structure has been validated.
+    Used on the hot path once a model/guide structure has been validated (a class,
+    not a generator, because it runs every step).
     """
-    global _VALIDATION_ENABLED
-    dist_cls = torch.distributions.Distribution
-    saved = (_VALIDATION_ENABLED, dist_cls._validate_args)
-    _VALIDATION_ENABLED, dist_cls._validate_args = False, False
-    try:
-        yield
-    finally:
-        _VALIDATION_ENABLED, dist_cls._validate_args = saved
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self):
+        global _VALIDATION_ENABLED
+        dist_cls = torch.distributions.Distribution
+        self._saved = (_VALIDATION_ENABLED, dist_cls._validate_args)
+        _VALIDATION_ENABLED = dist_cls._validate_args = False
+        return self
+
+    def __exit__(self, *exc):
+        global _VALIDATION_ENABLED
+        _VALIDATION_ENABLED, torch.distributions.Distribution._validate_args = self._saved
+        return None
 
 
 @contextmanager

@@ -92,7 +92,10 @@ def build(framework: str, workload: str, config: Config, dataset, block_steps: i
     if is_auto:
         guide = _autoguide(lib, model)
     optimizer = lib.optim.Adam({"lr": WORKLOADS[workload].lr})
-    svi = lib.infer.SVI(model, guide, optimizer, _elbo(lib, workload, config))
+    svi_kwargs = {}
+    if config.option("compile"):
+        svi_kwargs["compile"] = True  # pyrolite only: the compiled whole step
+    svi = lib.infer.SVI(model, guide, optimizer, _elbo(lib, workload, config), **svi_kwargs)
     args = dataset.args()
 
     def step() -> float:

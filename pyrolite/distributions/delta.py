@@ -62,6 +62,8 @@ class Delta(TorchDistribution):
         return constraints.independent(constraints.real, self.event_dim)
 
     def rsample(self, sample_shape=()) -> torch.Tensor:
+        if not sample_shape:
+            return self.v
         return self.v.expand(torch.Size(sample_shape) + self.v.shape)
 
     def sample(self, sample_shape=()) -> torch.Tensor:
@@ -69,6 +71,9 @@ class Delta(TorchDistribution):
         return self.rsample(sample_shape).detach()
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        if x is self.v:
+            # Scoring its own draw (a guide's deterministic site): the point mass is hit.
+            return self.log_density
         v = self.v.expand(self.shape())
         log_prob = (x == v).type(x.dtype).log()
         return sum_rightmost(log_prob, self.event_dim) + self.log_density

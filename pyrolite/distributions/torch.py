@@ -7,9 +7,11 @@ with ``type(self)``.
 """
 
 import inspect
+import math
 from typing import Optional
 
 import torch
+from torch.distributions.utils import broadcast_all, lazy_property
 
 from pyrolite.distributions.torch_distribution import (
     ForceableHasRsample,
@@ -41,8 +43,71 @@ def _wrap(torch_cls: type, **methods) -> type:
     return type(name, (torch_cls, TorchDistributionMixin), namespace)
 
 
-Bernoulli = _wrap(torch.distributions.Bernoulli)
-Beta = _wrap(torch.distributions.Beta)
+def _bernoulli_log_prob(self, value):
+    """For a Bernoulli built from ``probs``: ``x log p + (1 - x) log(1 - p)`` directly
+    (torch converts probs to clamped logits first: three more autograd nodes)."""
+    probs = self.__dict__.get("probs")
+    if probs is None or self._param is not probs:
+        return torch.distributions.Bernoulli.log_prob(self, value)
+    if self._validate_args:
+        self._validate_sample(value)
+    return torch.xlogy(value, probs) + torch.xlogy(1 - value, 1 - probs)
+
+
+Bernoulli = _wrap(torch.distributions.Bernoulli, log_prob=_bernoulli_log_prob)
+
+
+class Beta(torch.distributions.Beta, TorchDistributionMixin):
+    """``torch.distributions.Beta`` that keeps its two concentrations as given.
+
+    torch stores them stacked in a Dirichlet, so every use adds stack and select nodes
+    to the autograd graph and sampling goes through a Python-level autograd Function.
+    Here sampling is X / (X + Y) with X, Y ~ Gamma (torch's C++ gamma gradient) and
+    scoring is closed form; the Dirichlet is built only if another method needs it.
+    """
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        self._c1, self._c0 = broadcast_all(concentration1, concentration0)
+        torch.distributions.Distribution.__init__(self, self._c1.shape, validate_args=validate_args)
+
+    @lazy_property
+    def _dirichlet(self):
+        stacked = torch.stack([self._c1, self._c0], -1)
+        return torch.distributions.Dirichlet(stacked, validate_args=False)
+
+    @property
+    def concentration1(self):
+        return self._c1
+
+    @property
+    def concentration0(self):
+        return self._c0
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(Beta, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new._c1, new._c0 = self._c1.expand(batch_shape), self._c0.expand(batch_shape)
+        torch.distributions.Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return copy_forced_has_rsample(self, new)
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended_shape(sample_shape)
+        a, b = self._c1, self._c0
+        if a.shape != shape:
+            a, b = a.expand(shape), b.expand(shape)
+        x, y = torch._standard_gamma(a), torch._standard_gamma(b)
+        finfo = torch.finfo(x.dtype)
+        return (x / (x + y)).clamp(min=finfo.tiny, max=1 - finfo.eps)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        a, b = self._c1, self._c0
+        log_beta = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
+        return torch.xlogy(a - 1, value) + torch.xlogy(b - 1, 1 - value) - log_beta
+
+
 Binomial = _wrap(torch.distributions.Binomial)
 Categorical = _wrap(torch.distributions.Categorical)
 Cauchy = _wrap(torch.distributions.Cauchy)
@@ -62,14 +127,55 @@ InverseGamma = _wrap(torch.distributions.InverseGamma)
 Kumaraswamy = _wrap(torch.distributions.Kumaraswamy)
 LKJCholesky = _wrap(torch.distributions.LKJCholesky)
 Laplace = _wrap(torch.distributions.Laplace)
-LogNormal = _wrap(torch.distributions.LogNormal)
+
+
+def _lognormal_rsample(self, sample_shape=()):
+    # exp of the base draw, without TransformedDistribution's generic transform loop.
+    return self.base_dist.rsample(sample_shape).exp()
+
+
+def _lognormal_log_prob(self, value):
+    if self._validate_args:
+        self._validate_sample(value)
+    log_value = value.log()
+    z = (log_value - self.loc) / self.scale
+    return z.square().mul(-0.5) - (_compact(self.scale).log() + _HALF_LOG_2PI) - log_value
+
+
+LogNormal = _wrap(
+    torch.distributions.LogNormal, rsample=_lognormal_rsample, log_prob=_lognormal_log_prob
+)
 LogisticNormal = _wrap(torch.distributions.LogisticNormal)
 LowRankMultivariateNormal = _wrap(torch.distributions.LowRankMultivariateNormal)
 MixtureSameFamily = _wrap(torch.distributions.MixtureSameFamily)
 Multinomial = _wrap(torch.distributions.Multinomial)
 MultivariateNormal = _wrap(torch.distributions.MultivariateNormal)
 NegativeBinomial = _wrap(torch.distributions.NegativeBinomial)
-Normal = _wrap(torch.distributions.Normal)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """The distinct entries of an expanded view: size 1 wherever the stride is 0.
+
+    torch broadcasts a distribution's parameters against each other, so a scalar
+    ``scale`` next to a million-element ``loc`` is a million-element view; elementwise
+    functions of it (``log``) are computed on this compact view and broadcast instead.
+    """
+    if 0 not in t.stride():
+        return t
+    return t[tuple(slice(0, 1) if st == 0 else slice(None) for st in t.stride())]
+
+
+def _normal_log_prob(self, value):
+    """``-z^2/2 - log(scale) - log(2 pi)/2`` with ``z = (value - loc) / scale``: torch's
+    values in two fewer autograd nodes (the most common log-density in any model)."""
+    if self._validate_args:
+        self._validate_sample(value)
+    z = (value - self.loc) / self.scale
+    return z.square().mul(-0.5) - (_compact(self.scale).log() + _HALF_LOG_2PI)
+
+
+Normal = _wrap(torch.distributions.Normal, log_prob=_normal_log_prob)
 OneHotCategorical = _wrap(torch.distributions.OneHotCategorical)
 OneHotCategoricalStraightThrough = _wrap(torch.distributions.OneHotCategoricalStraightThrough)
 Pareto = _wrap(torch.distributions.Pareto)

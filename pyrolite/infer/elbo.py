@@ -176,10 +176,7 @@ class ELBO:
 
     @staticmethod
     def _structure_key(model_trace: Trace, guide_trace: Trace) -> tuple:
-        return (
-            tuple(n for n, s in model_trace.nodes.items() if s["type"] == "sample"),
-            tuple(n for n, s in guide_trace.nodes.items() if s["type"] == "sample"),
-        )
+        return tuple(model_trace.nodes), tuple(guide_trace.nodes)
 
     def _compute_log_probs(self, model_trace: Trace, guide_trace: Trace) -> None:
         model_trace.compute_log_prob()

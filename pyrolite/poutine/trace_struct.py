@@ -38,7 +38,16 @@ def _cache_log_prob(name: str, site: dict) -> None:
     raw = _site_log_prob(name, site)
     site["unscaled_log_prob"] = raw
     site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
-    site["log_prob_sum"] = site["log_prob"].sum()
+    site["log_prob_sum"] = _total(site["log_prob"])
+
+
+def _is_one(scale) -> bool:
+    return isinstance(scale, (int, float)) and scale == 1.0
+
+
+def _total(log_prob: torch.Tensor) -> torch.Tensor:
+    # A 0-dim log-prob is its own sum: skipping .sum() keeps a no-op node out of backward.
+    return log_prob if log_prob.dim() == 0 else log_prob.sum()
 
 
 def _site_score_parts(name: str, site: dict):
@@ -210,10 +219,11 @@ class Trace:
                 continue
             parts = _site_score_parts(name, site)
             site["unscaled_log_prob"] = parts.log_prob
-            parts = parts.scale_and_mask(site["scale"], site["mask"])
+            if not (site["mask"] is None and _is_one(site["scale"])):
+                parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["score_parts"] = parts
             site["log_prob"] = parts.log_prob
-            site["log_prob_sum"] = parts.log_prob.sum()
+            site["log_prob_sum"] = _total(parts.log_prob)
 
     def log_prob_sum(self, site_filter: SiteFilter = _all_sites):
         """Sum of the scaled, masked log-probs of all sample sites passing ``site_filter``."""

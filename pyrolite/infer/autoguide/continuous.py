@@ -41,6 +41,7 @@ class AutoContinuous(AutoGuide):
                 "model samples something that is not observed (and not blocked)."
             )
         self._slices: Dict[str, Tuple[int, int]] = {}
+        self._site_shapes: Dict[tuple, torch.Size] = {}  # (site, batch shape) -> shape
         pos = 0
         for name, site in self._sites.items():
             size = site.unconstrained_shape.numel()
@@ -112,8 +113,11 @@ class AutoContinuous(AutoGuide):
             if sample_shape is not None:
                 shape = sample_shape + site.unconstrained_shape
             else:
-                event = (1,) * site.unconstrained_event_dim
-                shape = torch.broadcast_shapes(site.unconstrained_shape, batch_shape + event)
+                shape = self._site_shapes.get((name, batch_shape))
+                if shape is None:
+                    event = (1,) * site.unconstrained_event_dim
+                    shape = torch.broadcast_shapes(site.unconstrained_shape, batch_shape + event)
+                    self._site_shapes[(name, batch_shape)] = shape
             yield site, latent[..., start:stop].reshape(shape)
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
