@@ -138,8 +138,9 @@ def _lognormal_log_prob(self, value):
     if self._validate_args:
         self._validate_sample(value)
     log_value = value.log()
-    z = (log_value - self.loc) / self.scale
-    return z.square().mul(-0.5) - (_compact(self.scale).log() + _HALF_LOG_2PI) - log_value
+    scale = _compact(self.scale)
+    z = (log_value - self.loc) / scale
+    return z.square().mul(-0.5) - (scale.log() + _HALF_LOG_2PI) - log_value
 
 
 LogNormal = _wrap(
@@ -158,8 +159,9 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
     """The distinct entries of an expanded view: size 1 wherever the stride is 0.
 
     torch broadcasts a distribution's parameters against each other, so a scalar
-    ``scale`` next to a million-element ``loc`` is a million-element view; elementwise
-    functions of it (``log``) are computed on this compact view and broadcast instead.
+    ``scale`` next to a million-element ``loc`` is a million-element view. Using the
+    compact view instead lets elementwise ops broadcast it, so neither ``log(scale)``
+    nor the backward of ``/ scale`` (which squares it) runs at full size.
     """
     if 0 not in t.stride():
         return t
@@ -171,8 +173,9 @@ def _normal_log_prob(self, value):
     values in two fewer autograd nodes (the most common log-density in any model)."""
     if self._validate_args:
         self._validate_sample(value)
-    z = (value - self.loc) / self.scale
-    return z.square().mul(-0.5) - (_compact(self.scale).log() + _HALF_LOG_2PI)
+    scale = _compact(self.scale)
+    z = (value - self.loc) / scale
+    return z.square().mul(-0.5) - (scale.log() + _HALF_LOG_2PI)
 
 
 Normal = _wrap(torch.distributions.Normal, log_prob=_normal_log_prob)

@@ -10,8 +10,7 @@ import torch
 
 from ..distributions import Empirical
 from ..poutine.block_messenger import BlockMessenger
-from ..poutine.replay_messenger import ReplayMessenger
-from ..poutine.trace_messenger import TraceHandler, TraceMessenger
+from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 
 
@@ -53,17 +52,6 @@ class TracePosterior:
         log_weights = torch.stack(self.log_weights)
         index = torch.distributions.Categorical(logits=log_weights).sample().item()
         return self.exec_traces[index]
-
-
-def trace_with_return(fn: Callable, args, kwargs, replay_trace: Optional[Trace] = None) -> Trace:
-    """``fn``'s trace, with its return value as the ``"_RETURN"`` site (replaying a trace)."""
-    handler = TraceHandler(TraceMessenger(), fn)
-    if replay_trace is None:
-        handler(*args, **kwargs)
-    else:
-        with ReplayMessenger(trace=replay_trace):
-            handler(*args, **kwargs)
-    return handler.trace
 
 
 class EmpiricalMarginal(Empirical):
@@ -174,4 +162,4 @@ class TracePredictive(TracePosterior):
                 if self.keep_sites is not None and name not in self.keep_sites:
                     continue
                 fixed.add_node(name, **site)
-            yield trace_with_return(self.model, args, kwargs, replay_trace=fixed), 0.0
+            yield run_traced(self.model, args, kwargs, replay_trace=fixed, with_return=True), 0.0

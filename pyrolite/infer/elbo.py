@@ -13,23 +13,11 @@ import torch
 
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.plate_messenger import PlateMessenger
-from ..poutine.replay_messenger import ReplayMessenger
-from ..poutine.trace_messenger import TraceMessenger
+from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 from ..poutine.util import check_site_shape, prune_subsample_sites
 from ..util import is_validation_enabled, validation_disabled
 from .util import check_model_guide_match
-
-
-def _run_traced(fn: Callable, args, kwargs, replay_trace: Optional[Trace] = None) -> Trace:
-    tracer = TraceMessenger()
-    with tracer:
-        if replay_trace is None:
-            fn(*args, **kwargs)
-        else:
-            with ReplayMessenger(trace=replay_trace):
-                fn(*args, **kwargs)
-    return tracer.trace
 
 
 def _max_plate_nesting_of(*traces: Trace) -> int:
@@ -132,8 +120,8 @@ class ELBO:
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs) -> int:
         with torch.no_grad(), BlockMessenger():
-            guide_trace = _run_traced(guide, args, kwargs)
-            model_trace = _run_traced(model, args, kwargs, replay_trace=guide_trace)
+            guide_trace = run_traced(guide, args, kwargs)
+            model_trace = run_traced(model, args, kwargs, replay_trace=guide_trace)
         return _max_plate_nesting_of(model_trace, guide_trace)
 
     def _vectorized(self, fn: Callable) -> Callable:
@@ -165,8 +153,8 @@ class ELBO:
         return model_trace, guide_trace
 
     def _run_pair(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
-        guide_trace = _run_traced(guide, args, kwargs)
-        model_trace = _run_traced(model, args, kwargs, replay_trace=guide_trace)
+        guide_trace = run_traced(guide, args, kwargs)
+        model_trace = run_traced(model, args, kwargs, replay_trace=guide_trace)
         if any(s["infer"].get("_subsample") for s in guide_trace.nodes.values()):
             guide_trace = prune_subsample_sites(guide_trace)
             model_trace = prune_subsample_sites(model_trace)

@@ -14,10 +14,10 @@ import torch
 from ..params.param_store import _PARAM_STORE
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.plate_messenger import PlateMessenger
-from ..poutine.trace_messenger import TraceMessenger
+from ..poutine.trace_messenger import TraceMessenger, run_traced
 from ..util import validation_disabled
 from .compiled_step import _LeafParams
-from .elbo import _max_plate_nesting_of, _run_traced
+from .elbo import _max_plate_nesting_of
 
 
 class _DirichletDraw:
@@ -110,7 +110,7 @@ def export_guide(
                 "tensors only (bind other arguments with functools.partial)"
             )
     with torch.no_grad(), validation_disabled(), BlockMessenger():
-        trace = _run_traced(guide, example_args, {})
+        trace = run_traced(guide, example_args, {})
     params: Dict[str, torch.Tensor] = {}
     sites: List[Tuple[str, tuple]] = []
     for name, site in trace.nodes.items():

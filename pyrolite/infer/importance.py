@@ -11,8 +11,8 @@ from typing import Callable, Optional
 import torch
 
 from ..poutine.block_messenger import BlockMessenger
-from .abstract_infer import TracePosterior, trace_with_return
-from .elbo import _run_traced
+from ..poutine.trace_messenger import run_traced
+from .abstract_infer import TracePosterior
 
 
 def _prior_proposal(model: Callable) -> Callable:
@@ -59,8 +59,10 @@ class Importance(TracePosterior):
 
     def _traces(self, *args, **kwargs):
         for _ in range(self.num_samples):
-            guide_trace = _run_traced(self.guide, args, kwargs)
-            model_trace = trace_with_return(self.model, args, kwargs, replay_trace=guide_trace)
+            guide_trace = run_traced(self.guide, args, kwargs)
+            model_trace = run_traced(
+                self.model, args, kwargs, replay_trace=guide_trace, with_return=True
+            )
             log_weight = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
             yield model_trace, log_weight
 
@@ -121,8 +123,8 @@ def vectorized_importance_weights(model: Callable, guide: Callable, *args, **kwa
         return run
 
     with torch.no_grad():
-        guide_trace = _run_traced(vectorized(guide), args, kwargs)
-        model_trace = _run_traced(vectorized(model), args, kwargs, replay_trace=guide_trace)
+        guide_trace = run_traced(vectorized(guide), args, kwargs)
+        model_trace = run_traced(vectorized(model), args, kwargs, replay_trace=guide_trace)
     log_weights = _per_particle_log_prob(model_trace, max_plate_nesting, num_samples)
     log_weights = log_weights - _per_particle_log_prob(guide_trace, max_plate_nesting, num_samples)
     if normalized:

@@ -15,11 +15,14 @@ import torch
 from ..optim import PyroOptim
 from ..params.param_store import _PARAM_STORE
 from ..params.serialization import load_weights_only, save_atomic
+from ..poutine.block_messenger import BlockMessenger
 from ..poutine.messenger import Messenger
 from ..poutine.runtime import Message
+from ..poutine.trace_messenger import run_traced
+from ..util import validation_disabled
 from .abstract_infer import TracePosterior
 from .compiled_step import CompiledStep
-from .elbo import ELBO, _run_traced
+from .elbo import ELBO
 
 CHECKPOINT_FORMAT = "pyrolite.svi.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -121,6 +124,7 @@ class SVI(TracePosterior):
             ).detach()
         self.loss_and_grads = loss_and_grads
         self._collector = ParamCollector()
+        self._step_args = None
         # compile=True (or torch.compile options): see pyrolite.infer.compiled_step.
         self._compiled_step = (
             CompiledStep(self, compile if isinstance(compile, dict) else None) if compile else None
@@ -133,10 +137,17 @@ class SVI(TracePosterior):
         return self._step(args, kwargs, stable_update=False, check_finite=True).item()
 
     def _step(self, args, kwargs, stable_update: bool, check_finite: bool) -> torch.Tensor:
-        if self._compiled_step is not None:
-            loss = self._compiled_step(args, kwargs, stable_update, check_finite)
-            if loss is not None:
-                return loss
+        self._step_args = (args, kwargs)  # for naming the culprit if the loss is not finite
+        try:
+            if self._compiled_step is not None:
+                loss = self._compiled_step(args, kwargs, stable_update, check_finite)
+                if loss is not None:
+                    return loss
+            return self._eager_step(args, kwargs, stable_update, check_finite)
+        finally:
+            self._step_args = None
+
+    def _eager_step(self, args, kwargs, stable_update: bool, check_finite: bool) -> torch.Tensor:
         params: List[torch.Tensor] = []
         try:
             with self._collector:
@@ -151,6 +162,10 @@ class SVI(TracePosterior):
                 raise FloatingPointError(self._nonfinite_message(loss, params))
             self.optim(params)
             self.step_count += 1
+            if self._elbo is not None:
+                # Kept only to name a culprit; holding them would keep this step's
+                # largest tensors alive into the next step.
+                self._elbo._last_traces = None
             return loss
         finally:
             if not params:
@@ -166,8 +181,14 @@ class SVI(TracePosterior):
             if name in _PARAM_STORE and not bool(torch.isfinite(_PARAM_STORE[name]).all()):
                 culprit = f"param '{name}' has non-finite values"
                 break
-        if culprit is None and self._elbo is not None and self._elbo._last_traces is not None:
-            model_trace, guide_trace = self._elbo._last_traces
+        traces = self._elbo._last_traces if self._elbo is not None else None
+        rerun = ""
+        if culprit is None and traces is None and self._elbo is not None and self._step_args:
+            # A compiled step leaves no traces: look again with one eager run (same RNG
+            # state as the failed step, restored afterwards).
+            traces, rerun = self._eager_traces(*self._step_args), " (found by an eager re-run)"
+        if culprit is None and traces is not None:
+            model_trace, guide_trace = traces
             for where, trace in (("guide", guide_trace), ("model", model_trace)):
                 for name, site in trace.nodes.items():
                     lp = site.get("log_prob_sum")
@@ -176,7 +197,7 @@ class SVI(TracePosterior):
                         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
                         culprit = (
                             f"{where} site '{name}' ({type(site['fn']).__name__}, value shape "
-                            f"{shape}) has log_prob_sum {lp.item()}"
+                            f"{shape}) has log_prob_sum {lp.item()}{rerun}"
                         )
                         break
                 if culprit is not None:
@@ -188,6 +209,16 @@ class SVI(TracePosterior):
             "rate, constrain scales (constraint=constraints.positive), check the data, or pass "
             "stable_update=True to fit() to skip such steps."
         )
+
+    def _eager_traces(self, args, kwargs):
+        state = torch.get_rng_state()
+        try:
+            with torch.no_grad(), BlockMessenger(), validation_disabled():
+                return self._elbo._run_pair(self.model, self.guide, args, kwargs)
+        except Exception:  # noqa: BLE001 - diagnosis is best effort; the error stands
+            return None
+        finally:
+            torch.set_rng_state(state)
 
     def evaluate_loss(self, *args, **kwargs) -> float:
         """The loss estimate, without gradients or a step."""
@@ -252,8 +283,8 @@ class SVI(TracePosterior):
 
     def _traces(self, *args, **kwargs):
         for _ in range(self.num_samples):
-            guide_trace = _run_traced(self.guide, args, kwargs)
-            model_trace = _run_traced(self.model, args, kwargs, replay_trace=guide_trace)
+            guide_trace = run_traced(self.guide, args, kwargs)
+            model_trace = run_traced(self.model, args, kwargs, replay_trace=guide_trace)
             yield model_trace, 0.0
 
     # --- checkpoints ---------------------------------------------------------------------

@@ -104,3 +104,27 @@ class TraceHandler:
     def get_trace(self, *args, **kwargs) -> Trace:
         self(*args, **kwargs)
         return self.msngr.get_trace()
+
+
+def run_traced(
+    fn: Callable, args: tuple, kwargs: dict, replay_trace=None, with_return: bool = False
+) -> Trace:
+    """Run ``fn(*args, **kwargs)`` under ``trace`` (replaying ``replay_trace`` if given).
+
+    The lean form estimators call every step; ``with_return`` also records the return
+    value as the ``"_RETURN"`` site, as ``poutine.trace(fn).get_trace`` does.
+    """
+    from .replay_messenger import ReplayMessenger
+
+    tracer = TraceMessenger()
+    with tracer:
+        if replay_trace is None:
+            ret = fn(*args, **kwargs)
+        else:
+            with ReplayMessenger(trace=replay_trace):
+                ret = fn(*args, **kwargs)
+    if with_return:
+        tracer.trace.add_node(
+            "_RETURN", name="_RETURN", type="return", value=ret, infer={}, is_observed=False
+        )
+    return tracer.trace

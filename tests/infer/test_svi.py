@@ -194,6 +194,26 @@ def test_nonfinite_loss_raises_naming_the_site_and_loses_no_state():
     assert all(p.grad is None for _, p in pyro.get_param_store().named_parameters())
 
 
+def test_nonfinite_loss_under_jit_names_the_site_by_an_eager_rerun():
+    from pyrolite.infer import JitTrace_ELBO
+
+    def model(x):
+        loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        with pyro.plate("d", 2):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    def guide(x):
+        normal_guide_noargs()
+
+    svi = SVI(model, guide, Adam({"lr": 0.01}), JitTrace_ELBO(ignore_jit_warnings=True))
+    for _ in range(3):
+        svi.step(torch.tensor([0.5, 0.2]))
+    before = snapshot(svi)
+    with pytest.raises(FloatingPointError, match=r"model site 'x'.*eager re-run"):
+        svi.step(torch.tensor([0.5, float("inf")]))
+    assert_same_state(before, snapshot(svi))
+
+
 def normal_guide_noargs():
     m = pyro.param("m", torch.tensor(0.0))
     s = pyro.param("s", torch.tensor(1.0), constraint=constraints.positive)
