@@ -51,7 +51,12 @@ METHOD = """\
   means of (alpha, beta) against float64 least squares on the same data. The step budget is small,
   so quality shows that every framework optimises the same objective, not that it converged.
 * **Ratios** divide µs/step by the hand-written PyTorch row and by Pyro's `Trace_ELBO` row of the
-  same workload.
+  same workload; the issue targets below name the row each ratio divides by.
+* **Allocator.** Workers use glibc's default malloc. On W3 its dynamic mmap/trim thresholds
+  make steps that allocate many ~1 MB temporaries pay page faults every step, and how much
+  depends on each process's allocation history: with `MALLOC_MMAP_THRESHOLD_=33554432
+  MALLOC_TRIM_THRESHOLD_=134217728` both the hand step and pyrolite ran about 2x faster here,
+  and their ratio moved by ~0.2. Rows are comparable with each other, not with other setups.
 """
 
 
