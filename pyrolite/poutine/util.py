@@ -54,7 +54,8 @@ def check_site_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
         size = shape[dim]
         frame = frames.get(dim)
         if frame is not None:
-            if size not in (1, frame.size):
+            # size -1: a plate declared without a size takes whatever size its sites have.
+            if frame.size != -1 and size not in (1, frame.size):
                 raise ValueError(
                     f"at site '{site['name']}', invalid log_prob shape {tuple(shape)}: "
                     f"plate('{frame.name}') expects size {frame.size} at dim {dim}, got {size}."

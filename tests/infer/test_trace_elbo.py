@@ -252,6 +252,26 @@ def test_elbo_module_trains_with_plain_torch_optim():
     assert pyro.param("s").item() == pytest.approx(1 / math.sqrt(6), rel=0.1)
 
 
+def test_plate_without_a_size_takes_its_sites_size():
+    """Seed 004 writes ``with pyro.plate("data_plate"):`` around 10 observations."""
+    data = torch.cat([torch.ones(6), torch.zeros(4)])
+
+    def model():
+        f = pyro.sample("f", dist.Beta(10.0, 10.0))
+        with pyro.plate("data_plate"):
+            pyro.sample("obs", dist.Bernoulli(f), obs=data)
+
+    def guide():
+        pyro.sample("f", dist.Delta(torch.tensor(0.6)))
+
+    loss = Trace_ELBO().loss(model, guide)
+    expected = -(
+        torch.distributions.Beta(10.0, 10.0).log_prob(torch.tensor(0.6))
+        + torch.distributions.Bernoulli(0.6).log_prob(data).sum()
+    )
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_unclaimed_batch_dim_is_summed_with_one_warning():
     """Seed 003 samples a [P]-shaped latent outside any plate: summed, warned once."""
 
