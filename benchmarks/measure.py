@@ -28,6 +28,17 @@ SINGLE_THREAD_ENV = {
 }
 
 
+# glibc malloc with fixed thresholds (the default with ``--malloc steady``): by default glibc
+# moves its mmap and trim thresholds as a process frees large blocks, so steps that make
+# many ~1 MB temporaries page-fault a varying amount per step depending on the process's
+# allocation history (W3/W6 rows swung by up to 2x between identical runs). Fixed
+# thresholds measure the steady-state step, the same way for every framework's worker.
+STEADY_MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(128 * 1024 * 1024),
+}
+
+
 class SkipConfig(Exception):
     """Raised by a builder when a config cannot run here (e.g. an API not written yet)."""
 

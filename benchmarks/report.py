@@ -52,11 +52,13 @@ METHOD = """\
   so quality shows that every framework optimises the same objective, not that it converged.
 * **Ratios** divide µs/step by the hand-written PyTorch row and by Pyro's `Trace_ELBO` row of the
   same workload; the issue targets below name the row each ratio divides by.
-* **Allocator.** Workers use glibc's default malloc. On W3 its dynamic mmap/trim thresholds
-  make steps that allocate many ~1 MB temporaries pay page faults every step, and how much
-  depends on each process's allocation history: with `MALLOC_MMAP_THRESHOLD_=33554432
-  MALLOC_TRIM_THRESHOLD_=134217728` both the hand step and pyrolite ran about 2x faster here,
-  and their ratio moved by ~0.2. Rows are comparable with each other, not with other setups.
+* **Allocator.** With `--malloc steady` (the default) every worker, whatever its framework,
+  runs with glibc's thresholds fixed (`MALLOC_MMAP_THRESHOLD_=33554432`,
+  `MALLOC_TRIM_THRESHOLD_=134217728`). glibc's default moves them as a process frees large
+  blocks, so steps that make many ~1 MB temporaries (W3, W6) page-fault a varying amount per
+  step depending on each fresh process's allocation history: identical configs swung by up to
+  2x between runs, and the steady setting roughly halved the hand step's W3 time too.
+  `--malloc default` reproduces glibc's default behaviour.
 """
 
 
@@ -106,7 +108,7 @@ def header(settings: dict) -> List[str]:
         + "` (see `benchmarks/README.md`); raw numbers in `benchmarks/results.json`.",
         "",
         f"* Date: {datetime.date.today().isoformat()}; mode: **{mode}**; "
-        f"wall time {settings['wall_s']:.0f} s",
+        f"malloc: **{settings.get('malloc', 'default')}**; wall time {settings['wall_s']:.0f} s",
         f"* Machine: {_cpu_model()}, {os.cpu_count()} cores visible, "
         f"{platform.system()} {platform.release()}",
         f"* Python {platform.python_version()}; {libs}; pyrolite {_pyrolite_version()}",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .measure import SINGLE_THREAD_ENV
+from .measure import SINGLE_THREAD_ENV, STEADY_MALLOC_ENV
 from .registry import CONFIGS, FRAMEWORKS, WORKLOADS, Config, runnable_workloads
 from .report import write_report
 from .worker import RESULT_PREFIX
@@ -39,6 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--blocks", type=int, default=None, help="timed blocks; default 5/2")
     parser.add_argument("--timeout", type=float, default=None, help="per-run seconds")
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where reports go")
+    parser.add_argument(
+        "--malloc",
+        choices=("steady", "default"),
+        default="steady",
+        help="glibc malloc thresholds for the workers: fixed (steady) or glibc's moving default",
+    )
     parser.add_argument("--list", action="store_true", help="print the configs and exit")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -70,13 +76,15 @@ def block_steps(workload: str, config: Config, quick: bool) -> int:
     return max(1, round(base * config.step_scale))
 
 
-def worker_env() -> Dict[str, str]:
+def worker_env(malloc: str = "steady") -> Dict[str, str]:
     env = dict(os.environ, **SINGLE_THREAD_ENV)
+    if malloc == "steady":
+        env.update(STEADY_MALLOC_ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
-def run_worker(spec: dict, timeout: float) -> dict:
+def run_worker(spec: dict, timeout: float, malloc: str = "steady") -> dict:
     """Run one spec in a fresh process; any failure comes back as a result row."""
     command = [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)]
     started = time.perf_counter()
@@ -84,7 +92,7 @@ def run_worker(spec: dict, timeout: float) -> dict:
         proc = subprocess.run(
             command,
             cwd=REPO_ROOT,
-            env=worker_env(),
+            env=worker_env(malloc),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -112,7 +120,7 @@ def run_rounds(selected, args) -> Dict[Tuple[str, str], List[dict]]:
                 "block_steps": block_steps(workload, config, args.quick),
                 "blocks": args.blocks,
             }
-            result = run_worker(spec, args.timeout)
+            result = run_worker(spec, args.timeout, args.malloc)
             result["round"] = round_index + 1
             runs[(workload, config.key)].append(result)
             print(progress_line(round_index + 1, args.rounds, result), flush=True)
@@ -178,6 +186,7 @@ def main(argv=None) -> int:
     settings = {
         "quick": args.quick,
         "rounds": args.rounds,
+        "malloc": args.malloc,
         "blocks": args.blocks,
         "block_steps": {f"{w}/{c.key}": block_steps(w, c, args.quick) for w, c in selected},
         "wall_s": round(time.time() - started, 1),
