@@ -15,7 +15,7 @@ from ..poutine.block_messenger import BlockMessenger
 from ..poutine.plate_messenger import PlateMessenger
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
-from ..poutine.util import check_site_shape, prune_subsample_sites
+from ..poutine.util import check_site_shape, prune_subsample_sites_
 from ..util import is_validation_enabled, validation_disabled
 from .util import check_model_guide_match
 
@@ -155,9 +155,9 @@ class ELBO:
     def _run_pair(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
         guide_trace = run_traced(guide, args, kwargs)
         model_trace = run_traced(model, args, kwargs, replay_trace=guide_trace)
-        if any(s["infer"].get("_subsample") for s in guide_trace.nodes.values()):
-            guide_trace = prune_subsample_sites(guide_trace)
-            model_trace = prune_subsample_sites(model_trace)
+        # Both traces are this step's own: prune in place rather than copy them.
+        prune_subsample_sites_(guide_trace)
+        prune_subsample_sites_(model_trace)
         self._last_traces = (model_trace, guide_trace)
         self._compute_log_probs(model_trace, guide_trace)
         return model_trace, guide_trace

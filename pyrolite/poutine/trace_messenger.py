@@ -7,6 +7,7 @@ the trace holds final values, scales and plate stacks.
 from typing import Callable, Optional
 
 from .messenger import Messenger, check_callable
+from .replay_messenger import ReplayMessenger
 from .runtime import Message
 from .trace_struct import Trace
 
@@ -114,8 +115,6 @@ def run_traced(
     The lean form estimators call every step; ``with_return`` also records the return
     value as the ``"_RETURN"`` site, as ``poutine.trace(fn).get_trace`` does.
     """
-    from .replay_messenger import ReplayMessenger
-
     tracer = TraceMessenger()
     with tracer:
         if replay_trace is None:

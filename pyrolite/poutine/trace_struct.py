@@ -9,7 +9,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from ..distributions.util import scale_and_mask
+from ..distributions.util import is_identically_one, scale_and_mask
 
 SiteFilter = Callable[[str, dict], bool]
 
@@ -39,10 +39,6 @@ def _cache_log_prob(name: str, site: dict) -> None:
     site["unscaled_log_prob"] = raw
     site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
     site["log_prob_sum"] = _total(site["log_prob"])
-
-
-def _is_one(scale) -> bool:
-    return isinstance(scale, (int, float)) and scale == 1.0
 
 
 def _total(log_prob: torch.Tensor) -> torch.Tensor:
@@ -219,7 +215,7 @@ class Trace:
                 continue
             parts = _site_score_parts(name, site)
             site["unscaled_log_prob"] = parts.log_prob
-            if not (site["mask"] is None and _is_one(site["scale"])):
+            if not (site["mask"] is None and is_identically_one(site["scale"])):
                 parts = parts.scale_and_mask(site["scale"], site["mask"])
             site["score_parts"] = parts
             site["log_prob"] = parts.log_prob

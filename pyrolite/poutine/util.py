@@ -1,6 +1,6 @@
 """Trace utilities shared by handlers and estimators: subsample sites, shape checks, queues."""
 
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch
 
@@ -14,18 +14,15 @@ def site_is_subsample(site: dict) -> bool:
     return site["type"] == "sample" and bool(site["infer"].get("_subsample"))
 
 
-def site_is_factor(site: dict) -> bool:
-    return (
-        site["type"] == "sample" and bool(site["infer"].get("is_auxiliary")) and site["is_observed"]
-    )
-
-
 def prune_subsample_sites(trace: Trace) -> Trace:
     """A copy of ``trace`` without plate-subsample sites."""
-    trace = trace.copy()
-    for name, site in list(trace.nodes.items()):
-        if site_is_subsample(site):
-            trace.remove_node(name)
+    return prune_subsample_sites_(trace.copy())
+
+
+def prune_subsample_sites_(trace: Trace) -> Trace:
+    """Remove plate-subsample sites from ``trace`` in place (for traces one owns)."""
+    for name in [n for n, site in trace.nodes.items() if site_is_subsample(site)]:
+        trace.remove_node(name)
     return trace
 
 
@@ -80,10 +77,6 @@ def discrete_escape(trace: Trace, msg: Message) -> bool:
     )
 
 
-def all_escape(trace: Trace, msg: Message) -> bool:
-    return msg["type"] == "sample" and not msg["is_observed"] and msg["name"] not in trace
-
-
 def enum_extend(trace: Trace, msg: Message, num_samples: Optional[int] = None) -> List[Trace]:
     """One copy of ``trace`` per value of the site in ``msg`` (or ``num_samples`` draws)."""
     if num_samples is None:
@@ -98,10 +91,3 @@ def enum_extend(trace: Trace, msg: Message, num_samples: Optional[int] = None) -
         new_trace.add_node(msg["name"], **site)
         extended.append(new_trace)
     return extended
-
-
-def mc_extend(trace: Trace, msg: Message, num_samples: int = 1) -> List[Trace]:
-    return enum_extend(trace, msg, num_samples or 1)
-
-
-EscapeFn = Callable[[Trace, Message], bool]
