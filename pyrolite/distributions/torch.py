@@ -7,12 +7,12 @@ with ``type(self)``.
 """
 
 import inspect
-import math
 from typing import Optional
 
 import torch
 from torch.distributions.utils import broadcast_all, lazy_property
 
+from pyrolite.distributions import loc_scale
 from pyrolite.distributions.torch_distribution import (
     ForceableHasRsample,
     TorchDistributionMixin,
@@ -122,63 +122,21 @@ GeneralizedPareto = _wrap(torch.distributions.GeneralizedPareto)
 Geometric = _wrap(torch.distributions.Geometric)
 Gumbel = _wrap(torch.distributions.Gumbel)
 HalfCauchy = _wrap(torch.distributions.HalfCauchy)
-HalfNormal = _wrap(torch.distributions.HalfNormal)
+HalfNormal = loc_scale.HalfNormal
 InverseGamma = _wrap(torch.distributions.InverseGamma)
 Kumaraswamy = _wrap(torch.distributions.Kumaraswamy)
 LKJCholesky = _wrap(torch.distributions.LKJCholesky)
 Laplace = _wrap(torch.distributions.Laplace)
 
 
-def _lognormal_rsample(self, sample_shape=()):
-    # exp of the base draw, without TransformedDistribution's generic transform loop.
-    return self.base_dist.rsample(sample_shape).exp()
-
-
-def _lognormal_log_prob(self, value):
-    if self._validate_args:
-        self._validate_sample(value)
-    log_value = value.log()
-    scale = _compact(self.scale)
-    z = (log_value - self.loc) / scale
-    return z.square().mul(-0.5) - (scale.log() + _HALF_LOG_2PI) - log_value
-
-
-LogNormal = _wrap(
-    torch.distributions.LogNormal, rsample=_lognormal_rsample, log_prob=_lognormal_log_prob
-)
+LogNormal = loc_scale.LogNormal
 LogisticNormal = _wrap(torch.distributions.LogisticNormal)
 LowRankMultivariateNormal = _wrap(torch.distributions.LowRankMultivariateNormal)
 MixtureSameFamily = _wrap(torch.distributions.MixtureSameFamily)
 Multinomial = _wrap(torch.distributions.Multinomial)
 MultivariateNormal = _wrap(torch.distributions.MultivariateNormal)
 NegativeBinomial = _wrap(torch.distributions.NegativeBinomial)
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _compact(t: torch.Tensor) -> torch.Tensor:
-    """The distinct entries of an expanded view: size 1 wherever the stride is 0.
-
-    torch broadcasts a distribution's parameters against each other, so a scalar
-    ``scale`` next to a million-element ``loc`` is a million-element view. Using the
-    compact view instead lets elementwise ops broadcast it, so neither ``log(scale)``
-    nor the backward of ``/ scale`` (which squares it) runs at full size.
-    """
-    if 0 not in t.stride():
-        return t
-    return t[tuple(slice(0, 1) if st == 0 else slice(None) for st in t.stride())]
-
-
-def _normal_log_prob(self, value):
-    """``-z^2/2 - log(scale) - log(2 pi)/2`` with ``z = (value - loc) / scale``: torch's
-    values in two fewer autograd nodes (the most common log-density in any model)."""
-    if self._validate_args:
-        self._validate_sample(value)
-    scale = _compact(self.scale)
-    z = (value - self.loc) / scale
-    return z.square().mul(-0.5) - (scale.log() + _HALF_LOG_2PI)
-
-
-Normal = _wrap(torch.distributions.Normal, log_prob=_normal_log_prob)
+Normal = loc_scale.Normal
 OneHotCategorical = _wrap(torch.distributions.OneHotCategorical)
 OneHotCategoricalStraightThrough = _wrap(torch.distributions.OneHotCategoricalStraightThrough)
 Pareto = _wrap(torch.distributions.Pareto)

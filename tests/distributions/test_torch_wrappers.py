@@ -26,7 +26,7 @@ def test_every_torch_family_is_wrapped_with_the_mixin(name):
     wrapped = getattr(dist, name)
     assert issubclass(wrapped, getattr(torch.distributions, name))
     assert issubclass(wrapped, TorchDistributionMixin)
-    assert wrapped.__module__ == "pyrolite.distributions.torch"
+    assert wrapped.__module__.startswith("pyrolite.distributions.")
 
 
 CASES = [

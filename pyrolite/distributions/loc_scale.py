@@ -1,0 +1,227 @@
+"""Normal, HalfNormal and LogNormal that keep their parameters as given.
+
+torch broadcasts ``loc`` and ``scale`` against each other on construction, turns Python numbers
+into tensors, and builds HalfNormal/LogNormal as a TransformedDistribution around a second
+Normal. In an SVI step every site builds a fresh distribution, so that bookkeeping is paid
+per site per step, and the broadcast parameters make ``log(scale)`` and the backward of
+``/ scale`` run at full data size. These classes store the parameters compactly (a scalar
+``scale`` next to a million-element ``loc`` stays a scalar; a Python number stays a number
+and enters the arithmetic as a constant, the way a hand-written log-density does) and build
+the broadcast tensors, the base Normal and the transforms only when something asks for them.
+
+They subclass torch's classes, so ``isinstance`` checks, ``.loc``/``.scale``, ``mean``,
+``variance``, ``cdf``, ``icdf``, ``entropy``, KL registrations and validation behave as in
+torch, and draws come from the same random stream as torch's.
+"""
+
+import math
+import numbers
+from typing import Tuple
+
+import torch
+from torch.distributions.transforms import AbsTransform, ExpTransform
+from torch.distributions.utils import _standard_normal, broadcast_all, lazy_property
+
+from pyrolite.distributions.torch_distribution import (
+    TorchDistributionMixin,
+    copy_forced_has_rsample,
+)
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_2 = math.log(2.0)
+_Tensor = torch.Tensor
+
+
+def _as_param(value):
+    """A tensor or a real Python number, as given; anything else the way torch converts it."""
+    if isinstance(value, (_Tensor, numbers.Real)) and not isinstance(value, bool):
+        return value
+    (value,) = broadcast_all(value)  # raises torch's error for unsupported types
+    return value
+
+
+def _shape(value) -> torch.Size:
+    return value.shape if isinstance(value, _Tensor) else torch.Size()
+
+
+def _log(value):
+    return value.log() if isinstance(value, _Tensor) else math.log(value)
+
+
+def _normal_log_density(value, loc, scale):
+    """``-z^2/2 - log(scale) - log(2 pi)/2`` with ``z = (value - loc) / scale``."""
+    z = (value - loc) / scale if isinstance(loc, _Tensor) or loc != 0 else value / scale
+    return z.square().mul(-0.5) - (_log(scale) + _HALF_LOG_2PI)
+
+
+class _CompactParams(TorchDistributionMixin):
+    """Stores the parameters named in ``_param_names`` compactly, as ``_<name>``.
+
+    The public attribute of each parameter is its tensor broadcast to ``batch_shape``, built on
+    access (the validation checks and torch's generic methods read them; the hot paths --
+    ``rsample`` and ``log_prob`` -- use the compact values).
+    """
+
+    _param_names: Tuple[str, ...] = ()
+
+    def _init_params(self, values, validate_args) -> None:
+        shape = torch.Size()
+        for name, value in zip(self._param_names, values):
+            value = _as_param(value)
+            self.__dict__["_" + name] = value
+            param_shape = _shape(value)
+            if param_shape != shape:
+                shape = torch.broadcast_shapes(shape, param_shape) if shape else param_shape
+        torch.distributions.Distribution.__init__(self, shape, validate_args=validate_args)
+
+    def _like(self):
+        for name in self._param_names:
+            value = self.__dict__["_" + name]
+            if isinstance(value, _Tensor):
+                return value
+        return None
+
+    def _dtype_device(self):
+        like = self._like()
+        if like is None or not like.is_floating_point():
+            return torch.get_default_dtype(), (like.device if like is not None else None)
+        return like.dtype, like.device
+
+    def _broadcast_param(self, name: str) -> _Tensor:
+        value = self.__dict__["_" + name]
+        if not isinstance(value, _Tensor):
+            dtype, device = self._dtype_device()
+            value = torch.tensor(value, dtype=dtype, device=device)
+        return value if value.shape == self._batch_shape else value.expand(self._batch_shape)
+
+    def _full_shape(self, value: _Tensor, log_prob: _Tensor) -> _Tensor:
+        """``log_prob`` broadcast to ``value``'s shape and the batch shape, as torch returns it
+        (compact params may leave batch dims out when ``value`` does not have them)."""
+        batch = self._batch_shape
+        if value.shape[max(0, value.dim() - len(batch)) :] == batch:
+            return log_prob
+        shape = torch.broadcast_shapes(value.shape, batch)
+        return log_prob if log_prob.shape == shape else log_prob.expand(shape)
+
+    def _standard_normal(self, sample_shape) -> _Tensor:
+        dtype, device = self._dtype_device()
+        return _standard_normal(self._extended_shape(sample_shape), dtype=dtype, device=device)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        try:
+            compatible = torch.broadcast_shapes(self._batch_shape, batch_shape) == batch_shape
+        except RuntimeError:
+            compatible = False
+        if not compatible:
+            raise RuntimeError(
+                f"{type(self).__name__} with batch shape {tuple(self._batch_shape)} cannot be "
+                f"expanded to {tuple(batch_shape)}."
+            )
+        new = self._get_checked_instance(self._expand_class, _instance)
+        for name in self._param_names:
+            new.__dict__["_" + name] = self.__dict__["_" + name]
+        torch.distributions.Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return copy_forced_has_rsample(self, new)
+
+
+def _param_property(name: str, doc: str) -> property:
+    def fget(self):
+        return self._broadcast_param(name)
+
+    def fset(self, value):
+        self.__dict__["_" + name] = _as_param(value)
+
+    return property(fget, fset, doc=doc)
+
+
+class Normal(_CompactParams, torch.distributions.Normal):
+    """``torch.distributions.Normal`` with compact parameters (see the module docstring)."""
+
+    _param_names = ("loc", "scale")
+    loc = _param_property("loc", "The mean, broadcast to ``batch_shape``.")
+    scale = _param_property("scale", "The standard deviation, broadcast to ``batch_shape``.")
+
+    def __init__(self, loc, scale, validate_args=None):
+        self._init_params((loc, scale), validate_args)
+
+    @property
+    def _expand_class(self):
+        return Normal
+
+    def rsample(self, sample_shape=()):
+        return self._loc + self._standard_normal(sample_shape) * self._scale
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._full_shape(value, _normal_log_density(value, self._loc, self._scale))
+
+
+class HalfNormal(_CompactParams, torch.distributions.HalfNormal):
+    """``torch.distributions.HalfNormal`` with a compact ``scale`` and its base Normal built
+    only when a generic TransformedDistribution method needs it."""
+
+    _param_names = ("scale",)
+    scale = _param_property("scale", "The scale, broadcast to ``batch_shape``.")
+
+    def __init__(self, scale, validate_args=None):
+        self._init_params((scale,), validate_args)
+
+    @property
+    def _expand_class(self):
+        return HalfNormal
+
+    @lazy_property
+    def base_dist(self):
+        return Normal(0.0, self.scale, validate_args=False)
+
+    @lazy_property
+    def transforms(self):
+        return [AbsTransform()]
+
+    def rsample(self, sample_shape=()):
+        return (self._standard_normal(sample_shape) * self._scale).abs()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        log_prob = _normal_log_density(value, 0.0, self._scale) + _LOG_2
+        log_prob = torch.where(value >= 0, log_prob, -math.inf)
+        return self._full_shape(value, log_prob)
+
+
+class LogNormal(_CompactParams, torch.distributions.LogNormal):
+    """``torch.distributions.LogNormal`` with compact parameters: ``exp`` of a Normal draw,
+    scored in closed form, its base Normal and transform built only on demand."""
+
+    _param_names = ("loc", "scale")
+    loc = _param_property("loc", "The mean of the log, broadcast to ``batch_shape``.")
+    scale = _param_property("scale", "The sd of the log, broadcast to ``batch_shape``.")
+
+    def __init__(self, loc, scale, validate_args=None):
+        self._init_params((loc, scale), validate_args)
+
+    @property
+    def _expand_class(self):
+        return LogNormal
+
+    @lazy_property
+    def base_dist(self):
+        return Normal(self._loc, self._scale, validate_args=False).expand(self._batch_shape)
+
+    @lazy_property
+    def transforms(self):
+        return [ExpTransform()]
+
+    def rsample(self, sample_shape=()):
+        return (self._loc + self._standard_normal(sample_shape) * self._scale).exp()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        log_value = value.log()
+        return self._full_shape(
+            value, _normal_log_density(log_value, self._loc, self._scale) - log_value
+        )
