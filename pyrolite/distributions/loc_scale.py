@@ -118,9 +118,14 @@ class _CompactParams(TorchDistributionMixin):
                 f"{type(self).__name__} with batch shape {tuple(self._batch_shape)} cannot be "
                 f"expanded to {tuple(batch_shape)}."
             )
-        new = self._get_checked_instance(self._expand_class, _instance)
-        for name in self._param_names:
-            new.__dict__["_" + name] = self.__dict__["_" + name]
+        params = [self.__dict__["_" + name] for name in self._param_names]
+        if _instance is None and type(self).__init__ is self._expand_class.__init__:
+            # A constructor call, not __new__: torch.compile traces it on every torch version.
+            new = type(self)(*params, validate_args=False)
+        else:
+            new = self._get_checked_instance(self._expand_class, _instance)
+            for name, value in zip(self._param_names, params):
+                new.__dict__["_" + name] = value
         torch.distributions.Distribution.__init__(new, batch_shape, validate_args=False)
         new._validate_args = self._validate_args
         return copy_forced_has_rsample(self, new)

@@ -173,4 +173,21 @@ def _independent_to_event(self, reinterpreted_batch_ndims: Optional[int] = None)
     return copy_forced_has_rsample(self, Independent(self.base_dist, total))
 
 
-Independent = _wrap(torch.distributions.Independent, to_event=_independent_to_event)
+def _independent_expand(self, batch_shape, _instance=None):
+    """torch's ``Independent.expand``, by a constructor call rather than ``__new__`` (which
+    torch.compile cannot trace on older torch versions)."""
+    if _instance is not None or type(self) is not Independent:
+        return copy_forced_has_rsample(
+            self, torch.distributions.Independent.expand(self, batch_shape, _instance)
+        )
+    batch_shape = torch.Size(batch_shape)
+    event = self.event_shape[: self.reinterpreted_batch_ndims]
+    base = self.base_dist.expand(batch_shape + event)
+    new = Independent(base, self.reinterpreted_batch_ndims, validate_args=False)
+    new._validate_args = self._validate_args
+    return copy_forced_has_rsample(self, new)
+
+
+Independent = _wrap(
+    torch.distributions.Independent, to_event=_independent_to_event, expand=_independent_expand
+)
