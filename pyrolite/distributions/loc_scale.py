@@ -70,7 +70,7 @@ class _CompactParams(TorchDistributionMixin):
             value = _as_param(value)
             self.__dict__["_" + name] = value
             param_shape = _shape(value)
-            if param_shape != shape:
+            if param_shape and param_shape != shape:  # a scalar never changes the shape
                 shape = torch.broadcast_shapes(shape, param_shape) if shape else param_shape
         torch.distributions.Distribution.__init__(self, shape, validate_args=validate_args)
 

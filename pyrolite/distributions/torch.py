@@ -188,6 +188,19 @@ def _independent_expand(self, batch_shape, _instance=None):
     return copy_forced_has_rsample(self, new)
 
 
+def _independent_log_prob(self, value):
+    """The base log-prob summed over the reinterpreted dims in one ``sum`` (torch reshapes
+    first: one more autograd node per site)."""
+    log_prob = self.base_dist.log_prob(value)
+    n = self.reinterpreted_batch_ndims
+    if n == 0:
+        return log_prob
+    return log_prob.sum(-1) if n == 1 else log_prob.sum(tuple(range(-n, 0)))
+
+
 Independent = _wrap(
-    torch.distributions.Independent, to_event=_independent_to_event, expand=_independent_expand
+    torch.distributions.Independent,
+    to_event=_independent_to_event,
+    expand=_independent_expand,
+    log_prob=_independent_log_prob,
 )

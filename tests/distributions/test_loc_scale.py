@@ -128,3 +128,20 @@ def test_kl_and_transformed_methods_use_the_lazy_base():
     log_normal = dist.LogNormal(torch.zeros(2), 0.5)
     assert isinstance(log_normal.base_dist, TD.Normal)
     assert torch.allclose(log_normal.cdf(value), TD.LogNormal(torch.zeros(2), 0.5).cdf(value))
+
+
+@pytest.mark.parametrize("ndims", [0, 1, 2, 3])
+def test_independent_log_prob_and_expand_match_torch(ndims):
+    base_args = (torch.randn(2, 3, 4), torch.rand(2, 3, 4) + 0.5)
+    ours = dist.Independent(dist.Normal(*base_args), ndims)
+    theirs = TD.Independent(TD.Normal(*base_args), ndims)
+    value = torch.randn(5, 2, 3, 4)
+    assert torch.allclose(ours.log_prob(value), theirs.log_prob(value))
+    batch = (6,) + tuple(theirs.batch_shape)
+    big_ours, big_theirs = ours.expand(batch), theirs.expand(batch)
+    assert type(big_ours) is type(ours)
+    assert (big_ours.batch_shape, big_ours.event_shape) == (
+        big_theirs.batch_shape,
+        big_theirs.event_shape,
+    )
+    assert torch.allclose(big_ours.log_prob(value[:1]), big_theirs.log_prob(value[:1]))
