@@ -1,12 +1,14 @@
 """Benchmark data, made the same way in every worker, and the exact answers quality is scored on.
 
 Data are drawn with torch (every worker imports it, the NumPyro one included) so all frameworks
-see bit-identical numbers; NumPyro converts them to JAX arrays.
+see bit-identical numbers; NumPyro converts them to JAX arrays. With ``--device cuda`` they are
+drawn on the CPU all the same and then copied to the GPU (``to``), so the GPU runs fit the same
+numbers; the exact answers are always computed on the CPU.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,6 +24,9 @@ class CoinData:
     def args(self):
         return (self.obs,)
 
+    def to(self, device) -> CoinData:
+        return replace(self, obs=self.obs.to(device))
+
 
 @dataclass
 class RegressionData:
@@ -32,6 +37,9 @@ class RegressionData:
 
     def args(self):
         return (self.x, self.y)
+
+    def to(self, device) -> RegressionData:
+        return replace(self, x=self.x.to(device), y=self.y.to(device))
 
 
 def coin_data() -> CoinData:
@@ -64,9 +72,9 @@ def coin_posterior_mean(obs: torch.Tensor) -> float:
 
 def least_squares_coefficients(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     """[intercept, slopes...] by float64 least squares: the posterior mean under vague priors."""
-    xd = x.double().numpy()
+    xd = x.detach().cpu().double().numpy()
     design = np.concatenate([np.ones((xd.shape[0], 1)), xd], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y.double().numpy(), rcond=None)
+    coef, *_ = np.linalg.lstsq(design, y.detach().cpu().double().numpy(), rcond=None)
     return coef
 
 

@@ -7,6 +7,9 @@ threshold at run time, which makes VmHWM of a plain run wander by tens of MB bet
 runs; so after timing, the worker pins large blocks to mmap (freed memory goes straight back to
 the OS), trims the heap and runs a few more steps: their VmHWM minus the baseline is the
 steady-state peak, close to the live bytes of params, optimizer state and one step's tensors.
+
+On a GPU (``--device cuda``) the peak figures come from the device allocator instead (see
+``TorchCudaMemory`` and ``JaxDeviceMemory``); RSS is still recorded, as ``rss_*`` fields.
 """
 
 from __future__ import annotations
@@ -26,6 +29,24 @@ SINGLE_THREAD_ENV = {
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
     "JAX_PLATFORMS": "cpu",
 }
+
+# What ``--device cuda`` changes in that environment: JAX runs on the GPU, allocates device
+# memory as it goes (by default it grabs 75% of the GPU at start, which would leave nothing
+# for the memory figure to say), and multiplies float32 matrices in full float32 as torch
+# does by default (JAX's GPU default is TF32).
+CUDA_ENV = {
+    "JAX_PLATFORMS": "cuda",
+    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    "JAX_DEFAULT_MATMUL_PRECISION": "highest",
+}
+
+
+def device_env(device: str) -> Dict[str, str]:
+    """The worker environment for ``device``: the one-thread settings, plus ``CUDA_ENV``."""
+    env = dict(SINGLE_THREAD_ENV)
+    if device == "cuda":
+        env.update(CUDA_ENV)
+    return env
 
 
 # glibc malloc with fixed thresholds (the default with ``--malloc steady``): by default glibc
@@ -66,6 +87,26 @@ def warm_torch_lazy_imports() -> None:
     optimizer = torch.optim.Adam([param], lr=1e-3)
     (param * 2).sum().backward()
     optimizer.step()
+
+
+def warm_torch_device(device: str) -> None:
+    """The same throwaway step on ``device``, with matrix products forward and backward.
+
+    Creates the CUDA context, the caching allocator's first block, the autograd engine's
+    device thread and the cuBLAS handles and workspaces (one per thread: the forward's and
+    the backward thread's, 32 MiB each on an H100) before the baseline, so that none of them
+    lands in a framework's peak figure (all torch frameworks would pay them once).
+    """
+    import torch
+
+    matrix = torch.zeros(4, 4, requires_grad=True, device=device)
+    vector = torch.zeros(4, requires_grad=True, device=device)
+    optimizer = torch.optim.Adam([matrix, vector], lr=1e-3)
+    ones = torch.ones(4, 4, device=device)
+    ((ones @ matrix).sum() + (ones @ vector).sum() + (matrix @ vector).sum()).backward()
+    optimizer.step()
+    torch.cuda.synchronize(device)
+    del matrix, vector, optimizer, ones
 
 
 def read_memory_kb() -> Dict[str, int]:
@@ -134,6 +175,79 @@ def reset_peak_memory() -> bool:
         return False
 
 
+class TorchCudaMemory:
+    """Bytes of live tensors in torch's CUDA caching allocator, above a baseline.
+
+    ``torch.cuda.memory_allocated`` counts the tensors the allocator hands out, not the
+    blocks it caches nor the CUDA context; its peak can be reset at any point.
+    """
+
+    source = "torch.cuda.max_memory_allocated"
+    peak_since_start = False
+
+    def __init__(self, device: str):
+        import torch
+
+        self.torch, self.device = torch, torch.device(device)
+        self.baseline = self._synced_allocated()
+        self.reset_peak()
+
+    def _synced_allocated(self) -> int:
+        self.torch.cuda.synchronize(self.device)
+        return self.torch.cuda.memory_allocated(self.device)
+
+    def reset_peak(self) -> None:
+        self.torch.cuda.synchronize(self.device)
+        self.torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_above_baseline(self) -> int:
+        self.torch.cuda.synchronize(self.device)
+        return self.torch.cuda.max_memory_allocated(self.device) - self.baseline
+
+    def live_above_baseline(self) -> int:
+        return self._synced_allocated() - self.baseline
+
+
+class JaxDeviceMemory:
+    """``bytes_in_use`` of a JAX device's allocator, from ``device.memory_stats()``.
+
+    JAX offers no way to reset ``peak_bytes_in_use``, so every peak it gives is the peak
+    since the process started (compilation and autotuning scratch included: compiling even a
+    trivial jitted function on an H100 raised it by 64 MB), minus the baseline.
+    ``available`` is False where the backend has no memory stats.
+    """
+
+    source = "jax memory_stats() peak_bytes_in_use"
+    peak_since_start = True
+
+    def __init__(self, device=None):
+        import jax
+
+        self.device = device if device is not None else jax.devices()[0]
+        stats = self._stats()
+        self.available = bool(stats) and "bytes_in_use" in stats
+        self.baseline = stats["bytes_in_use"] if self.available else 0
+
+    def _stats(self):
+        try:
+            return self.device.memory_stats()
+        except Exception:  # noqa: BLE001 - a backend without stats: no figure
+            return None
+
+    def reset_peak(self) -> None:
+        """Not possible in JAX; kept so both classes are used the same way."""
+
+    def peak_above_baseline(self):
+        stats = self._stats() if self.available else None
+        if not stats or "peak_bytes_in_use" not in stats:
+            return None
+        return stats["peak_bytes_in_use"] - self.baseline
+
+    def live_above_baseline(self):
+        stats = self._stats() if self.available else None
+        return stats["bytes_in_use"] - self.baseline if stats else None
+
+
 @dataclass
 class Timing:
     """What the block loop measured, all times in microseconds or milliseconds as named."""
@@ -152,16 +266,22 @@ def time_blocks(
     block_steps: int,
     blocks: int,
     warmup_blocks: int = 1,
+    sync: Callable[[], object] | None = None,
 ) -> tuple:
     """Build a trainer, time its first step, one warm-up block, then ``blocks`` timed blocks.
 
     ``build()`` returns an object with ``step()`` (runs ``steps_per_call`` steps and syncs)
     and ``steps_per_call``. The first-step time covers building plus the first call, so lazy
-    initialisation and compilation land there. Returns ``(trainer, Timing)``.
+    initialisation and compilation land there. ``sync`` (e.g. ``torch.cuda.synchronize``)
+    runs after the first step and at the end of every block, inside the timed span, for a
+    device where a step may return before all of its work is done. Returns
+    ``(trainer, Timing)``.
     """
     start = time.perf_counter()
     trainer = build()
     trainer.step()
+    if sync is not None:
+        sync()
     timing = Timing(first_step_ms=(time.perf_counter() - start) * 1e3)
     per_call = trainer.steps_per_call
     calls = max(1, block_steps // per_call)
@@ -170,6 +290,8 @@ def time_blocks(
         start = time.perf_counter()
         for _ in range(calls):
             trainer.step()
+        if sync is not None:
+            sync()
         elapsed = time.perf_counter() - start
         timing.steps_done += calls * per_call
         if block >= warmup_blocks:

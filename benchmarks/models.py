@@ -3,6 +3,11 @@
 ``Backend`` bundles what differs between pyrolite, Pyro and NumPyro (the primitives module, the
 distributions module, the constraints and how to make an array); the model code itself is the
 same ordinary Pyro code for all three, so ``import pyrolite as pyro`` runs exactly what Pyro runs.
+
+``Backend.const`` wraps the numbers a model passes to a prior: the number itself on the CPU (the
+code is then literally ``dist.Beta(10.0, 10.0)``), a device tensor made once on a GPU, as a GPU
+user writes it (a prior built from bare numbers lives on the CPU, and torch's Beta cannot score a
+GPU sample with CPU concentrations).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class Backend:
     constraints: Any
     scalar: Callable[[float], Any]
     full: Callable[[int, float], Any]
+    const: Callable[[float], Any] = float
 
 
 def linear_predictor(x, alpha, beta):
@@ -42,9 +48,10 @@ def coin(backend: Backend) -> Tuple[Callable, Callable]:
     """W1: Beta(10, 10) prior, Bernoulli likelihood in a plate, Beta guide."""
     ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
     alpha_init, beta_init = backend.scalar(15.0), backend.scalar(15.0)
+    prior_a, prior_b = (backend.const(c) for c in COIN_PRIOR)
 
     def model(obs):
-        f = ppl.sample("latent_fairness", dist.Beta(*COIN_PRIOR))
+        f = ppl.sample("latent_fairness", dist.Beta(prior_a, prior_b))
         with ppl.plate("data", obs.shape[0]):
             ppl.sample("obs", dist.Bernoulli(probs=f), obs=obs)
 
@@ -63,8 +70,10 @@ def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]
     itself, so two params must never share one.
     """
     ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
-    scalar, full = backend.scalar, backend.full
+    scalar, full, const = backend.scalar, backend.full, backend.const
     beta_prior_loc = full(num_features, 0.0)
+    alpha_prior = (const(0.0), const(100.0))
+    sigma_prior_scale = const(10.0)
     inits = {
         "alpha_loc": scalar(0.0),
         "alpha_scale": scalar(0.1),
@@ -75,9 +84,9 @@ def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]
     }
 
     def model(x, y):
-        alpha = ppl.sample("alpha", dist.Normal(0.0, 100.0))
+        alpha = ppl.sample("alpha", dist.Normal(*alpha_prior))
         beta = ppl.sample("beta", dist.Normal(beta_prior_loc, 10.0).to_event(1))
-        sigma = ppl.sample("sigma", dist.HalfNormal(10.0))
+        sigma = ppl.sample("sigma", dist.HalfNormal(sigma_prior_scale))
         mu = linear_predictor(x, alpha, beta)
         with ppl.plate("data", x.shape[0]):
             ppl.sample("y", dist.Normal(mu, sigma), obs=y)

@@ -1,10 +1,13 @@
 """Run the benchmark suite and regenerate ``benchmarks/RESULTS.md`` and ``results.json``.
 
     python -m benchmarks.run [--quick] [--workloads W1,W2] [--frameworks hand,pyro] [--rounds R]
+    python -m benchmarks.run --device cuda [...]   # on a GPU: writes results-cuda.json
+    python -m benchmarks.run --report-only         # re-render RESULTS.md from the JSON files
 
 Every (workload, config) runs in its own fresh worker process with one thread; rounds interleave
 the configs (each round runs every selected config once, in a shuffled order), and the report
-takes the median over rounds.
+takes the median over rounds. ``RESULTS.md`` is rendered from ``results.json`` (CPU) and
+``results-cuda.json`` (GPU), whichever are in the output folder.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .measure import SINGLE_THREAD_ENV, STEADY_MALLOC_ENV
+from .measure import STEADY_MALLOC_ENV, device_env
 from .registry import CONFIGS, FRAMEWORKS, WORKLOADS, Config, runnable_workloads
-from .report import write_report
+from .report import RESULT_FILES, environment, write_reports
 from .worker import RESULT_PREFIX
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -39,6 +42,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--blocks", type=int, default=None, help="timed blocks; default 5/2")
     parser.add_argument("--timeout", type=float, default=None, help="per-run seconds")
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where reports go")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the steps run; cuda writes results-cuda.json (the GPU section)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other (workload, config) rows of the existing results file: run the "
+        "suite in parts (e.g. one --workloads group per command) with the same settings",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: re-render RESULTS.md from the JSON files in --out",
+    )
     parser.add_argument(
         "--malloc",
         choices=("steady", "default"),
@@ -76,12 +96,83 @@ def block_steps(workload: str, config: Config, quick: bool) -> int:
     return max(1, round(base * config.step_scale))
 
 
-def worker_env(malloc: str = "steady") -> Dict[str, str]:
-    env = dict(os.environ, **SINGLE_THREAD_ENV)
+def worker_env(malloc: str = "steady", device: str = "cpu") -> Dict[str, str]:
+    env = dict(os.environ, **device_env(device))
     if malloc == "steady":
         env.update(STEADY_MALLOC_ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+# Run in a fresh process with the worker environment before a cuda run: one clear answer
+# instead of one traceback per worker, and the names and versions for the report's header.
+CUDA_PROBE = r"""
+import json, subprocess
+info = {}
+try:
+    import torch
+    info["torch"] = torch.__version__
+    info["torch_cuda"] = torch.version.cuda
+    info["available"] = torch.cuda.is_available()
+    if info["available"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        props = torch.cuda.get_device_properties(0)
+        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["capability"] = "%d.%d" % (props.major, props.minor)
+except Exception as error:
+    info["available"] = False
+    info["error"] = "%s: %s" % (type(error).__name__, error)
+try:
+    smi = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        capture_output=True, text=True, timeout=30,
+    )
+    info["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else None
+except Exception:
+    info["driver"] = None
+print(json.dumps(info))
+"""
+
+JAX_PROBE = r"""
+import json
+try:
+    import jax
+    device = jax.devices()[0]
+    info = {"jax_device": "%s (%s)" % (getattr(device, "device_kind", device), device.platform)}
+except Exception as error:
+    info = {"jax_device": "unavailable: %s: %s" % (type(error).__name__, str(error)[:200])}
+print(json.dumps(info))
+"""
+
+
+def _probe(code: str, device: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=worker_env("default", device),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"available": False, "error": f"probe exit {proc.returncode}: {tail[0]}"}
+
+
+def probe_cuda() -> dict:
+    """The GPU's name and versions; exits with one message where torch sees no CUDA device."""
+    info = _probe(CUDA_PROBE, "cuda")
+    if not info.get("available"):
+        why = info.get("error") or (
+            f"torch {info.get('torch')} (CUDA build: {info.get('torch_cuda')}) "
+            "reports torch.cuda.is_available() == False"
+        )
+        raise SystemExit(f"--device cuda: CUDA not available: {why}")
+    info.update(_probe(JAX_PROBE, "cuda"))
+    return info
 
 
 def run_worker(spec: dict, timeout: float, malloc: str = "steady") -> dict:
@@ -92,7 +183,7 @@ def run_worker(spec: dict, timeout: float, malloc: str = "steady") -> dict:
         proc = subprocess.run(
             command,
             cwd=REPO_ROOT,
-            env=worker_env(malloc),
+            env=worker_env(malloc, spec.get("device", "cpu")),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -120,6 +211,8 @@ def run_rounds(selected, args) -> Dict[Tuple[str, str], List[dict]]:
                 "block_steps": block_steps(workload, config, args.quick),
                 "blocks": args.blocks,
             }
+            if args.device != "cpu":
+                spec["device"] = args.device
             result = run_worker(spec, args.timeout, args.malloc)
             result["round"] = round_index + 1
             runs[(workload, config.key)].append(result)
@@ -131,10 +224,15 @@ def progress_line(round_no: int, rounds: int, result: dict) -> str:
     head = f"[round {round_no}/{rounds}] {result['workload']:<3} {result['config']:<18}"
     if result.get("status") != "ok":
         return f"{head} {result.get('status')}: {result.get('error', '')}"
+    where = "GPU " if result.get("device", "cpu") != "cpu" else ""
     return (
-        f"{head} {result['us_per_step']:>11,.1f} us/step  peak {result['peak_mb']:.1f} MB "
-        f"(run {result['run_peak_mb']:.1f} MB)  {result.get('wall_s', 0):.1f} s"
+        f"{head} {result['us_per_step']:>11,.1f} us/step  {where}peak {_mb(result['peak_mb'])} "
+        f"(run {_mb(result['run_peak_mb'])})  {result.get('wall_s', 0):.1f} s"
     )
+
+
+def _mb(value) -> str:
+    return "— MB" if value is None else f"{value:.1f} MB"
 
 
 def _median(rows: List[dict], key: str):
@@ -170,16 +268,92 @@ def summarize(selected, runs) -> List[dict]:
                 "versions": ok[0].get("versions", {}) if ok else {},
             }
         )
+        if any(r.get("device", "cpu") != "cpu" for r in results):
+            rows[-1].update(
+                device_name=ok[0].get("device_name") if ok else None,
+                device_memory=ok[0].get("device_memory") if ok else None,
+                device_peak_since_start=ok[0].get("device_peak_since_start") if ok else None,
+                device_baseline_mb=_median(results, "device_baseline_mb"),
+                device_live_mb=_median(results, "device_live_mb"),
+                rss_peak_mb=_median(results, "rss_peak_mb"),
+                rss_run_peak_mb=_median(results, "rss_run_peak_mb"),
+            )
+        fallback = sorted({why for r in ok for why in r.get("compile_fallback", [])})
+        if any(r.get("compiled_graphs") == 0 for r in ok) or fallback:
+            rows[-1]["compile_fallback"] = fallback or ["no graph compiled"]
     return rows
+
+
+_MERGE_KEYS = ("quick", "rounds", "blocks", "malloc", "device")
+
+
+def _row_order(row: dict) -> tuple:
+    workloads = list(WORKLOADS)
+    keys = [c.key for c in CONFIGS.get(row["workload"], [])]
+    config_index = keys.index(row["config"]) if row["config"] in keys else len(keys)
+    return (workloads.index(row["workload"]), config_index)
+
+
+def _comparable(args) -> dict:
+    """The settings a merge must share, for the check before anything runs."""
+    settings = {"quick": args.quick, "rounds": args.rounds, "blocks": args.blocks}
+    return {
+        **settings,
+        "malloc": args.malloc,
+        "device": args.device,
+        "block_steps": {},
+        "wall_s": 0,
+    }
+
+
+def merge_results(old: dict, new: dict) -> dict:
+    """``new`` plus the rows and runs of ``old`` for the (workload, config) pairs it lacks."""
+    before = {"device": "cpu", **old["settings"]}
+    mismatch = [k for k in _MERGE_KEYS if before.get(k) != new["settings"].get(k)]
+    if mismatch:
+        was = ", ".join(f"{k}={before.get(k)!r}" for k in mismatch)
+        raise SystemExit(
+            f"--merge: the existing results were made with {was}; run with the same "
+            "settings, or without --merge to start afresh"
+        )
+    fresh = {(r["workload"], r["config"]) for r in new["rows"]}
+    kept_rows = [r for r in old["rows"] if (r["workload"], r["config"]) not in fresh]
+    kept_runs = [r for r in old["runs"] if (r["workload"], r["config"]) not in fresh]
+    settings = dict(new["settings"])
+    settings["block_steps"] = {**old["settings"]["block_steps"], **new["settings"]["block_steps"]}
+    settings["wall_s"] = round(old["settings"]["wall_s"] + new["settings"]["wall_s"], 1)
+    return {
+        "settings": settings,
+        "rows": sorted(kept_rows + new["rows"], key=_row_order),
+        "runs": sorted(kept_runs + new["runs"], key=_row_order),
+    }
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        written = write_reports(args.out)
+        if written is None:
+            raise SystemExit(f"no {' or '.join(RESULT_FILES.values())} in {args.out}")
+        print(f"wrote {written}")
+        return 0
     selected = select(args)
     if args.list:
         for workload, config in selected:
             print(f"{workload}  {config.key:<18} {config.label}")
         return 0
+    name = RESULT_FILES[args.device]
+    previous = None
+    if args.merge and (args.out / name).exists():
+        previous = json.loads((args.out / name).read_text())
+        merge_results(previous, {"settings": _comparable(args), "rows": [], "runs": []})
+    gpu = probe_cuda() if args.device == "cuda" else None
+    if gpu is not None:
+        print(
+            f"GPU: {gpu['gpu']}; torch {gpu['torch']} (CUDA {gpu['torch_cuda']}); "
+            f"JAX: {gpu.get('jax_device')}",
+            flush=True,
+        )
     started = time.time()
     runs = run_rounds(selected, args)
     rows = summarize(selected, runs)
@@ -190,12 +364,16 @@ def main(argv=None) -> int:
         "blocks": args.blocks,
         "block_steps": {f"{w}/{c.key}": block_steps(w, c, args.quick) for w, c in selected},
         "wall_s": round(time.time() - started, 1),
+        "device": args.device,
+        "env": environment(gpu),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     raw = {"settings": settings, "rows": rows, "runs": [r for v in runs.values() for r in v]}
-    (args.out / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
-    write_report(args.out / "RESULTS.md", rows, settings)
-    print(f"wrote {args.out / 'RESULTS.md'} and results.json in {settings['wall_s']} s")
+    if previous is not None:
+        raw = merge_results(previous, raw)
+    (args.out / name).write_text(json.dumps(raw, indent=1) + "\n")
+    written = write_reports(args.out)
+    print(f"wrote {written} and {name} in {settings['wall_s']} s")
     return 0
 
 

@@ -1,9 +1,15 @@
 """One benchmark run in a fresh process: ``python -m benchmarks.worker '<json spec>'``.
 
-The spec names a workload, a config key, the steps per timing block and the number of timed
-blocks. The worker prints one line ``BENCH_RESULT <json>`` and exits 0, also when the framework
-fails (status "error") or cannot run the config (status "skipped"), so one broken framework never
-stops the suite.
+The spec names a workload, a config key, the steps per timing block, the number of timed
+blocks and the device ("cpu", the default, or "cuda"). The worker prints one line
+``BENCH_RESULT <json>`` and exits 0, also when the framework fails (status "error") or cannot run
+the config (status "skipped": an API it lacks, or its package is not installed), so one broken
+framework never stops the suite.
+
+On "cuda", ``peak_mb`` and ``run_peak_mb`` are device-memory figures (``TorchCudaMemory`` or
+``JaxDeviceMemory`` in ``measure``), ``device_live_mb`` the device bytes still live after the
+last step (params, optimizer state, caches); the RSS figures are kept as ``rss_peak_mb`` and
+``rss_run_peak_mb``.
 """
 
 from __future__ import annotations
@@ -13,19 +19,25 @@ import sys
 import traceback
 
 from .measure import (
+    JaxDeviceMemory,
     SkipConfig,
+    TorchCudaMemory,
     read_memory_kb,
     release_free_heap,
     reset_peak_memory,
     set_torch_single_thread,
     steady_state_peak_kb,
     time_blocks,
+    warm_torch_device,
     warm_torch_lazy_imports,
 )
 
 MEMORY_STEPS = 3
 
 RESULT_PREFIX = "BENCH_RESULT "
+
+# Packages whose absence makes a config "skipped" rather than an error (not installed here).
+OPTIONAL_PACKAGES = {"pyro": "pyro-ppl", "numpyro": "numpyro", "jax": "jax", "jaxlib": "jaxlib"}
 
 
 def _error_text(error: BaseException) -> str:
@@ -39,6 +51,9 @@ def run(spec: dict) -> dict:
     from .frameworks import framework_module
     from .registry import WORKLOADS, find_config
 
+    device = spec.get("device", "cpu")
+    if device != "cpu":
+        return run_on_device(spec, device)
     workload, config = spec["workload"], find_config(spec["workload"], spec["config"])
     result = {"workload": workload, "config": config.key, "framework": config.framework}
     result["torch_threads"] = set_torch_single_thread()
@@ -66,11 +81,97 @@ def run(spec: dict) -> dict:
         peak_mb=step_peak / 1024,
         run_peak_mb=(run_peak - baseline) / 1024,
     )
+    result.update(trainer.info())
+    _score(trainer, result)
+    return result
+
+
+def _score(trainer, result: dict) -> None:
     try:
         result["quality"] = trainer.quality()
     except Exception as error:  # noqa: BLE001 - keep the timings when only scoring fails
         result["quality_error"] = _error_text(error)
+
+
+def _mb(value):
+    return None if value is None else value / 2**20
+
+
+def run_on_device(spec: dict, device: str) -> dict:
+    """``run`` on a GPU: data on the device before the baseline, device-memory peaks."""
+    from . import data as bench_data
+    from .frameworks import framework_module
+    from .registry import WORKLOADS, find_config
+
+    workload, config = spec["workload"], find_config(spec["workload"], spec["config"])
+    result = {"workload": workload, "config": config.key, "framework": config.framework}
+    result["device"] = device
+    result["torch_threads"] = set_torch_single_thread()
+    module = framework_module(config.framework)
+    result["versions"] = module.prepare(config.framework)
+    warm_torch_lazy_imports()
+    sync = None
+    if module.ARRAYS == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA not available to torch in the worker")
+        warm_torch_device(device)
+        result["device_name"] = torch.cuda.get_device_name(torch.device(device))
+
+        def sync():
+            torch.cuda.synchronize(device)
+
+    dataset = bench_data.make_data(workload, WORKLOADS[workload].num_data)
+    dataset = module.to_device(dataset, device)
+    if module.ARRAYS == "jax":
+        import jax
+
+        result["device_name"] = getattr(jax.devices()[0], "device_kind", str(jax.devices()[0]))
+    release_free_heap()
+    baseline = read_memory_kb()["VmRSS"]
+    result["peak_reset"] = reset_peak_memory()
+    memory = TorchCudaMemory(device) if module.ARRAYS == "torch" else JaxDeviceMemory()
+    trainer, timing = time_blocks(
+        lambda: module.build(
+            config.framework, workload, config, dataset, spec["block_steps"], device=device
+        ),
+        block_steps=spec["block_steps"],
+        blocks=spec["blocks"],
+        sync=sync,
+    )
+    run_peak = read_memory_kb()["VmHWM"]
+    device_run_peak = memory.peak_above_baseline()
+    memory.reset_peak()
+    step_peak, memory_steps = steady_state_peak_kb(trainer, baseline, MEMORY_STEPS)
+    device_step_peak = memory.peak_above_baseline()
+    device_live = memory.live_above_baseline()
+    result.update(
+        status="ok",
+        us_per_step=timing.us_per_step,
+        block_us_per_step=timing.block_us_per_step,
+        first_step_ms=timing.first_step_ms,
+        steps=timing.steps_done + memory_steps,
+        baseline_mb=baseline / 1024,
+        peak_mb=_mb(device_step_peak),
+        run_peak_mb=_mb(device_run_peak),
+        device_baseline_mb=_mb(memory.baseline),
+        device_live_mb=_mb(device_live),
+        device_memory=memory.source if device_step_peak is not None else None,
+        device_peak_since_start=memory.peak_since_start,
+        rss_peak_mb=step_peak / 1024,
+        rss_run_peak_mb=(run_peak - baseline) / 1024,
+    )
+    result.update(trainer.info())
+    _score(trainer, result)
     return result
+
+
+def _missing_package(error: BaseException):
+    """The pip name of an optional package whose import failed, else None."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return OPTIONAL_PACKAGES.get(error.name.split(".")[0])
+    return None
 
 
 def run_soft(spec: dict) -> dict:
@@ -79,6 +180,12 @@ def run_soft(spec: dict) -> dict:
         result = run(spec)
     except SkipConfig as skip:
         return {**spec, "status": "skipped", "error": str(skip)}
+    except ModuleNotFoundError as error:
+        package = _missing_package(error)
+        if package is None:
+            traceback.print_exc()
+            return {**spec, "status": "error", "error": _error_text(error)}
+        return {**spec, "status": "skipped", "error": f"{package} not installed"}
     except Exception as error:  # noqa: BLE001 - any framework failure becomes a table row
         traceback.print_exc()
         return {**spec, "status": "error", "error": _error_text(error)}

@@ -2,7 +2,11 @@
 
 ``build(framework, workload, config, data, block_steps)`` returns a ``Trainer`` whose
 ``step()`` runs ``steps_per_call`` SVI steps, waits for the result and returns the last loss,
-and whose ``quality()`` scores the fitted guide (see ``benchmarks.data``).
+and whose ``quality()`` scores the fitted guide (see ``benchmarks.data``); ``info()`` may add
+diagnostics to the result (e.g. whether a compiled step really compiled).
+
+Each module also names its array library (``ARRAYS``: "torch" or "jax") and offers
+``to_device(dataset, device)``, which the worker calls before the memory baseline on a GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ class Trainer:
     step: Callable[[], float]
     quality: Callable[[], float]
     steps_per_call: int = 1
+    info: Callable[[], dict] = dict
 
 
 _MODULES = {

@@ -4,7 +4,8 @@ Same model, guide, parameterization (positive params as ``exp`` of unconstrained
 same init values) and optimizer (``torch.optim.Adam``) as the PPL versions, with every
 log-density written out as tensor arithmetic: no ``torch.distributions`` objects, no validation,
 no traces. Log-densities are evaluated at the sampled values, as a PPL does; constants that do not
-depend on params are computed once.
+depend on params are computed once. With ``--device cuda`` the params, the constants and every
+random draw live on the GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LOG_2 = math.log(2.0)
 
 
+ARRAYS = "torch"  # what the worker moves the data to and measures device memory with
+
+
 def prepare(framework: str) -> dict:
     return {"torch": torch.__version__}
+
+
+def to_device(dataset, device: str):
+    return dataset.to(device)
 
 
 def normal_log_prob(value, loc, scale, log_scale):
@@ -45,11 +53,11 @@ def _adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
     return loss.item()
 
 
-def coin_trainer(dataset: bench_data.CoinData, lr: float) -> Trainer:
+def coin_trainer(dataset: bench_data.CoinData, lr: float, device: torch.device) -> Trainer:
     """W1. The Beta sample is the ratio of two standard-gamma draws (implicit reparam grads)."""
     obs = dataset.obs
-    unconstrained = torch.full((2,), math.log(15.0), requires_grad=True)
-    prior_a, prior_b = (torch.tensor(c) for c in bench_data.COIN_PRIOR)
+    unconstrained = torch.full((2,), math.log(15.0), requires_grad=True, device=device)
+    prior_a, prior_b = (torch.tensor(c, device=device) for c in bench_data.COIN_PRIOR)
     prior_log_norm = float(log_beta_fn(prior_a, prior_b))
     optimizer = torch.optim.Adam([unconstrained], lr=lr)
 
@@ -70,28 +78,31 @@ def coin_trainer(dataset: bench_data.CoinData, lr: float) -> Trainer:
     return Trainer(step=step, quality=quality)
 
 
-def regression_trainer(dataset: bench_data.RegressionData, lr: float, particles: int) -> Trainer:
+def regression_trainer(
+    dataset: bench_data.RegressionData, lr: float, particles: int, device: torch.device
+) -> Trainer:
     """W2/W3/W6. With particles > 1 every latent gets a leading particle dimension."""
     x, y = dataset.x, dataset.y
     num_features = x.shape[1]
     lead = (particles, 1) if particles > 1 else ()
     beta_shape = (particles, num_features) if particles > 1 else (num_features,)
     log_scale_init = math.log(0.1)
-    a_loc = torch.zeros((), requires_grad=True)
-    a_uscale = torch.full((), log_scale_init, requires_grad=True)
-    b_loc = torch.zeros(num_features, requires_grad=True)
-    b_uscale = torch.full((num_features,), log_scale_init, requires_grad=True)
-    s_loc = torch.zeros((), requires_grad=True)
-    s_uscale = torch.full((), log_scale_init, requires_grad=True)
+    on = dict(requires_grad=True, device=device)
+    a_loc = torch.zeros((), **on)
+    a_uscale = torch.full((), log_scale_init, **on)
+    b_loc = torch.zeros(num_features, **on)
+    b_uscale = torch.full((num_features,), log_scale_init, **on)
+    s_loc = torch.zeros((), **on)
+    s_uscale = torch.full((), log_scale_init, **on)
     params = [a_loc, a_uscale, b_loc, b_uscale, s_loc, s_uscale]
     optimizer = torch.optim.Adam(params, lr=lr)
     log_100, log_10 = math.log(100.0), math.log(10.0)
 
     def step() -> float:
         a_scale, b_scale, s_scale = a_uscale.exp(), b_uscale.exp(), s_uscale.exp()
-        alpha = a_loc + a_scale * torch.randn(lead)
-        beta = b_loc + b_scale * torch.randn(beta_shape)
-        log_sigma = s_loc + s_scale * torch.randn(lead)
+        alpha = a_loc + a_scale * torch.randn(lead, device=device)
+        beta = b_loc + b_scale * torch.randn(beta_shape, device=device)
+        log_sigma = s_loc + s_scale * torch.randn(lead, device=device)
         sigma = log_sigma.exp()
         log_q = (
             normal_log_prob(alpha, a_loc, a_scale, a_uscale)
@@ -112,14 +123,22 @@ def regression_trainer(dataset: bench_data.RegressionData, lr: float, particles:
 
     def quality() -> float:
         reference = bench_data.least_squares_coefficients(x, y)
-        return bench_data.regression_error(float(a_loc), b_loc.detach().numpy(), reference)
+        return bench_data.regression_error(float(a_loc), b_loc.detach().cpu().numpy(), reference)
 
     return Trainer(step=step, quality=quality)
 
 
-def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
+def build(
+    framework: str,
+    workload: str,
+    config: Config,
+    dataset,
+    block_steps: int,
+    device: str = "cpu",
+) -> Trainer:
     spec = WORKLOADS[workload]
     torch.manual_seed(0)
+    on = torch.device(device)
     if workload == "W1":
-        return coin_trainer(dataset, spec.lr)
-    return regression_trainer(dataset, spec.lr, spec.num_particles)
+        return coin_trainer(dataset, spec.lr, on)
+    return regression_trainer(dataset, spec.lr, spec.num_particles, on)

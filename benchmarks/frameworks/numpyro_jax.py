@@ -3,9 +3,16 @@ jitted ``lax.scan`` over a whole timing block.
 
 Data are passed to the jitted functions as arguments (not closed over), so XLA does not fold
 them into the program as constants.
+
+On a GPU (``JAX_PLATFORMS=cuda``, set by ``benchmarks.run --device cuda``) the data are put on the
+device before the memory baseline (``to_device``). A step waits for its result: ``float(loss)``
+copies the loss to the host, which waits for the jitted update that computes both the loss and
+the new state (one XLA program; its outputs become ready together).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +27,30 @@ from ..models import Backend, model_and_guide
 from ..registry import WORKLOADS, Config
 from . import Trainer
 
+ARRAYS = "jax"  # what the worker moves the data to and measures device memory with
+
 
 def prepare(framework: str) -> dict:
     return {"numpyro": numpyro.__version__, "jax": jax.__version__}
+
+
+@dataclass
+class DeviceData:
+    """The torch data (for scoring) and their JAX copies on the device (for the steps)."""
+
+    host: object
+    arrays: tuple
+
+    def args(self):
+        return self.arrays
+
+
+def to_device(dataset, device: str) -> DeviceData:
+    target = jax.devices()[0]
+    if device == "cuda" and target.platform != "gpu":
+        raise RuntimeError(f"JAX has no GPU here (its devices: {jax.devices()})")
+    arrays = tuple(jax.device_put(t.numpy(), target) for t in dataset.args())
+    return DeviceData(dataset, jax.block_until_ready(arrays))
 
 
 def _backend() -> Backend:
@@ -59,9 +87,19 @@ def _scan_block(svi, length: int):
     return jax.jit(run_block)
 
 
-def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
+def build(
+    framework: str,
+    workload: str,
+    config: Config,
+    dataset,
+    block_steps: int,
+    device: str = "cpu",
+) -> Trainer:
     spec = WORKLOADS[workload]
-    args = tuple(jnp.asarray(t.numpy()) for t in dataset.args())
+    if isinstance(dataset, DeviceData):  # already on the device (made before the baseline)
+        dataset, args = dataset.host, dataset.arrays
+    else:
+        args = tuple(jnp.asarray(t.numpy()) for t in dataset.args())
     model, guide = model_and_guide(workload, _backend(), bench_data.NUM_FEATURES)
     is_auto = config.option("guide") == "autodiag"
     if is_auto:

@@ -1,7 +1,9 @@
 """Pyro and pyrolite workers: the same code, with the package name as the only difference.
 
 Only Pyro's public API is used here (``import pyrolite as pyro`` must run it unchanged), so a
-pyrolite row measures exactly what a Pyro user's script would do.
+pyrolite row measures exactly what a Pyro user's script would do. On a GPU the data, the param
+inits and the priors' numbers are device tensors (see ``models.Backend``), as a GPU user writes
+them; no default-device switch (``torch.set_default_device`` puts a Python hook on every op).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ..measure import SkipConfig
 from ..models import Backend, model_and_guide
 from ..registry import WORKLOADS, Config
 from . import Trainer
+
+ARRAYS = "torch"  # what the worker moves the data to and measures device memory with
 
 
 def prepare(framework: str) -> dict:
@@ -36,13 +40,19 @@ def _import(framework: str) -> SimpleNamespace:
     )
 
 
-def _backend(lib: SimpleNamespace) -> Backend:
+def to_device(dataset, device: str):
+    return dataset.to(device)
+
+
+def _backend(lib: SimpleNamespace, device: str = "cpu") -> Backend:
+    on = torch.device(device)
     return Backend(
         ppl=lib.pyro,
         dist=lib.dist,
         constraints=lib.dist.constraints,
-        scalar=lambda v: torch.tensor(v),
-        full=lambda n, v: torch.full((n,), v),
+        scalar=lambda v: torch.tensor(v, device=on),
+        full=lambda n, v: torch.full((n,), v, device=on),
+        const=float if on.type == "cpu" else (lambda v: torch.tensor(v, device=on)),
     )
 
 
@@ -79,15 +89,33 @@ def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset)
         else:
             alpha, beta = param("alpha_loc"), param("beta_loc")
         reference = bench_data.least_squares_coefficients(dataset.x, dataset.y)
-        return bench_data.regression_error(float(alpha), beta.detach().numpy(), reference)
+        return bench_data.regression_error(float(alpha), beta.detach().cpu().numpy(), reference)
 
 
-def build(framework: str, workload: str, config: Config, dataset, block_steps: int) -> Trainer:
+def _compile_info(svi) -> dict:
+    """Did ``SVI(compile=True)`` compile? (it falls back to eager, with a warning, if not)."""
+    compiled = getattr(svi, "_compiled_step", None)
+    if compiled is None:
+        return {}
+    reasons = sorted(set(getattr(compiled, "_eager_keys", {}).values()))
+    if getattr(compiled, "_disabled", None):
+        reasons.insert(0, compiled._disabled)
+    return {"compiled_graphs": compiled.num_compiled, "compile_fallback": reasons}
+
+
+def build(
+    framework: str,
+    workload: str,
+    config: Config,
+    dataset,
+    block_steps: int,
+    device: str = "cpu",
+) -> Trainer:
     lib = _import(framework)
     warnings.filterwarnings("ignore")  # JIT tracer warnings would flood the worker's stderr
     lib.pyro.clear_param_store()
     lib.pyro.set_rng_seed(0)
-    model, guide = model_and_guide(workload, _backend(lib), bench_data.NUM_FEATURES)
+    model, guide = model_and_guide(workload, _backend(lib, device), bench_data.NUM_FEATURES)
     is_auto = config.option("guide") == "autodiag"
     if is_auto:
         guide = _autoguide(lib, model)
@@ -104,4 +132,7 @@ def build(framework: str, workload: str, config: Config, dataset, block_steps: i
     def quality() -> float:
         return _quality(lib, workload, guide, is_auto, dataset)
 
-    return Trainer(step=step, quality=quality)
+    def info() -> dict:
+        return _compile_info(svi) if svi_kwargs else {}
+
+    return Trainer(step=step, quality=quality, info=info)

@@ -377,7 +377,7 @@ class CompiledStep:
                 values.append(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
             else:
                 values.append(group["lr"])
-        return torch.tensor(values, dtype=torch.float64)
+        return torch.tensor(values, dtype=torch.float64, device=plan.leaves[0].device)
 
     def _run(self, key, plan: _Plan, args, kwargs, stable_update: bool, check_finite: bool):
         svi = self.svi

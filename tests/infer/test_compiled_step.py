@@ -162,6 +162,19 @@ def test_inductor_step_equals_eager_step_and_stays_random(workload):
     assert svi.step(*args) in losses  # ... and the same draws after restoring the RNG
 
 
+def test_compiled_step_on_the_data_device(device):
+    """On CUDA through inductor (Triton kernels reject host tensors): the graph's inputs,
+    the per-param learning rates included, live on the params' device."""
+    x, y = (t.to(device) for t in regression_data())
+    options = AOT if device.type == "cpu" else {"backend": "inductor"}
+    with torch.device(device), inductor_config.patch(fallback_random=True):
+        _, svi = check_workload(regression_model, regression_guide, (x, y), **options)
+        svi.step(x, y)
+    assert svi._compiled_step.num_compiled == 1
+    store = pyro.get_param_store()
+    assert {store.unconstrained(n).device.type for n in store.keys()} == {device.type}
+
+
 @pytest.mark.parametrize(
     "optim",
     [
