@@ -10,9 +10,8 @@ import inspect
 from typing import Optional
 
 import torch
-from torch.distributions.utils import broadcast_all, lazy_property
 
-from pyrolite.distributions import loc_scale
+from pyrolite.distributions import compact
 from pyrolite.distributions.torch_distribution import (
     ForceableHasRsample,
     TorchDistributionMixin,
@@ -51,63 +50,13 @@ def _bernoulli_log_prob(self, value):
         return torch.distributions.Bernoulli.log_prob(self, value)
     if self._validate_args:
         self._validate_sample(value)
-    return torch.xlogy(value, probs) + torch.xlogy(1 - value, 1 - probs)
+    return torch.xlogy(value, probs) + torch.xlogy(torch.rsub(value, 1), torch.rsub(probs, 1))
 
 
 Bernoulli = _wrap(torch.distributions.Bernoulli, log_prob=_bernoulli_log_prob)
 
 
-class Beta(torch.distributions.Beta, TorchDistributionMixin):
-    """``torch.distributions.Beta`` that keeps its two concentrations as given.
-
-    torch stores them stacked in a Dirichlet, so every use adds stack and select nodes
-    to the autograd graph and sampling goes through a Python-level autograd Function.
-    Here sampling is X / (X + Y) with X, Y ~ Gamma (torch's C++ gamma gradient) and
-    scoring is closed form; the Dirichlet is built only if another method needs it.
-    """
-
-    def __init__(self, concentration1, concentration0, validate_args=None):
-        self._c1, self._c0 = broadcast_all(concentration1, concentration0)
-        torch.distributions.Distribution.__init__(self, self._c1.shape, validate_args=validate_args)
-
-    @lazy_property
-    def _dirichlet(self):
-        stacked = torch.stack([self._c1, self._c0], -1)
-        return torch.distributions.Dirichlet(stacked, validate_args=False)
-
-    @property
-    def concentration1(self):
-        return self._c1
-
-    @property
-    def concentration0(self):
-        return self._c0
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Beta, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new._c1, new._c0 = self._c1.expand(batch_shape), self._c0.expand(batch_shape)
-        torch.distributions.Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return copy_forced_has_rsample(self, new)
-
-    def rsample(self, sample_shape=()):
-        shape = self._extended_shape(sample_shape)
-        a, b = self._c1, self._c0
-        if a.shape != shape:
-            a, b = a.expand(shape), b.expand(shape)
-        x, y = torch._standard_gamma(a), torch._standard_gamma(b)
-        finfo = torch.finfo(x.dtype)
-        return (x / (x + y)).clamp(min=finfo.tiny, max=1 - finfo.eps)
-
-    def log_prob(self, value):
-        if self._validate_args:
-            self._validate_sample(value)
-        a, b = self._c1, self._c0
-        log_beta = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)
-        return torch.xlogy(a - 1, value) + torch.xlogy(b - 1, 1 - value) - log_beta
-
-
+Beta = compact.Beta
 Binomial = _wrap(torch.distributions.Binomial)
 Categorical = _wrap(torch.distributions.Categorical)
 Cauchy = _wrap(torch.distributions.Cauchy)
@@ -122,21 +71,21 @@ GeneralizedPareto = _wrap(torch.distributions.GeneralizedPareto)
 Geometric = _wrap(torch.distributions.Geometric)
 Gumbel = _wrap(torch.distributions.Gumbel)
 HalfCauchy = _wrap(torch.distributions.HalfCauchy)
-HalfNormal = loc_scale.HalfNormal
+HalfNormal = compact.HalfNormal
 InverseGamma = _wrap(torch.distributions.InverseGamma)
 Kumaraswamy = _wrap(torch.distributions.Kumaraswamy)
 LKJCholesky = _wrap(torch.distributions.LKJCholesky)
 Laplace = _wrap(torch.distributions.Laplace)
 
 
-LogNormal = loc_scale.LogNormal
+LogNormal = compact.LogNormal
 LogisticNormal = _wrap(torch.distributions.LogisticNormal)
 LowRankMultivariateNormal = _wrap(torch.distributions.LowRankMultivariateNormal)
 MixtureSameFamily = _wrap(torch.distributions.MixtureSameFamily)
 Multinomial = _wrap(torch.distributions.Multinomial)
 MultivariateNormal = _wrap(torch.distributions.MultivariateNormal)
 NegativeBinomial = _wrap(torch.distributions.NegativeBinomial)
-Normal = loc_scale.Normal
+Normal = compact.Normal
 OneHotCategorical = _wrap(torch.distributions.OneHotCategorical)
 OneHotCategoricalStraightThrough = _wrap(torch.distributions.OneHotCategoricalStraightThrough)
 Pareto = _wrap(torch.distributions.Pareto)

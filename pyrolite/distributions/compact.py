@@ -1,17 +1,20 @@
-"""Normal, HalfNormal and LogNormal that keep their parameters as given.
+"""Normal, HalfNormal, LogNormal and Beta that keep their parameters as given.
 
-torch broadcasts ``loc`` and ``scale`` against each other on construction, turns Python numbers
-into tensors, and builds HalfNormal/LogNormal as a TransformedDistribution around a second
-Normal. In an SVI step every site builds a fresh distribution, so that bookkeeping is paid
-per site per step, and the broadcast parameters make ``log(scale)`` and the backward of
-``/ scale`` run at full data size. These classes store the parameters compactly (a scalar
-``scale`` next to a million-element ``loc`` stays a scalar; a Python number stays a number
-and enters the arithmetic as a constant, the way a hand-written log-density does) and build
-the broadcast tensors, the base Normal and the transforms only when something asks for them.
+torch broadcasts a distribution's parameters against each other on construction, turns Python
+numbers into tensors, builds HalfNormal/LogNormal as a TransformedDistribution around a second
+Normal and Beta as a Dirichlet over stacked concentrations. In an SVI step every site builds a
+fresh distribution, so that bookkeeping is paid per site per step, and broadcast parameters
+make ``log(scale)`` and the backward of ``/ scale`` run at full data size. These classes store
+the parameters compactly (a scalar ``scale`` next to a million-element ``loc`` stays a scalar;
+a Python number stays a number and enters the arithmetic as a constant, the way a hand-written
+log-density does: ``Beta(10.0, 10.0)``'s normalizer is computed in Python) and build the
+broadcast tensors, the base distribution and the transforms only when something asks for them.
 
-They subclass torch's classes, so ``isinstance`` checks, ``.loc``/``.scale``, ``mean``,
+They subclass torch's classes, so ``isinstance`` checks, the parameter attributes, ``mean``,
 ``variance``, ``cdf``, ``icdf``, ``entropy``, KL registrations and validation behave as in
-torch, and draws come from the same random stream as torch's.
+torch. Draws come from the same random stream as torch's Normal family; Beta draws
+X / (X + Y) with X, Y ~ Gamma (torch's C++ gamma gradient) instead of torch's Python-level
+Dirichlet autograd function.
 """
 
 import math
@@ -46,6 +49,10 @@ def _shape(value) -> torch.Size:
 
 def _log(value):
     return value.log() if isinstance(value, _Tensor) else math.log(value)
+
+
+def _lgamma(value):
+    return value.lgamma() if isinstance(value, _Tensor) else math.lgamma(value)
 
 
 def _normal_log_density(value, loc, scale):
@@ -230,3 +237,44 @@ class LogNormal(_CompactParams, torch.distributions.LogNormal):
         return self._full_shape(
             value, _normal_log_density(log_value, self._loc, self._scale) - log_value
         )
+
+
+class Beta(_CompactParams, torch.distributions.Beta):
+    """``torch.distributions.Beta`` with its two concentrations kept as given.
+
+    torch stores them stacked in a Dirichlet, so every use adds stack and select nodes to the
+    autograd graph; here the Dirichlet is built only if a generic method needs it.
+    """
+
+    _param_names = ("concentration1", "concentration0")
+    concentration1 = _param_property("concentration1", "alpha, broadcast to ``batch_shape``.")
+    concentration0 = _param_property("concentration0", "beta, broadcast to ``batch_shape``.")
+
+    def __init__(self, concentration1, concentration0, validate_args=None):
+        self._init_params((concentration1, concentration0), validate_args)
+
+    @property
+    def _expand_class(self):
+        return Beta
+
+    @lazy_property
+    def _dirichlet(self):
+        stacked = torch.stack([self.concentration1, self.concentration0], -1)
+        return torch.distributions.Dirichlet(stacked, validate_args=False)
+
+    def rsample(self, sample_shape=()):
+        shape = self._extended_shape(sample_shape)
+        a, b = self.concentration1, self.concentration0
+        if a.shape != shape:
+            a, b = a.expand(shape), b.expand(shape)
+        x, y = torch._standard_gamma(a), torch._standard_gamma(b)
+        finfo = torch.finfo(x.dtype)
+        return (x / (x + y)).clamp(min=finfo.tiny, max=1 - finfo.eps)
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        a, b = self._concentration1, self._concentration0
+        log_beta = _lgamma(a) + _lgamma(b) - _lgamma(a + b)
+        log_prob = torch.xlogy(a - 1, value) + torch.xlogy(b - 1, torch.rsub(value, 1))
+        return self._full_shape(value, log_prob - log_beta)

@@ -1,4 +1,4 @@
-"""Normal, HalfNormal and LogNormal with compact parameters agree with torch's classes."""
+"""Normal, HalfNormal, LogNormal and Beta with compact parameters agree with torch's classes."""
 
 import math
 
@@ -22,6 +22,11 @@ PARAMS = {
         (0.2, 1.3),
     ],
     "HalfNormal": [(torch.tensor([1.0, 0.5, 3.0]),), (2.0,), (torch.tensor([[1.0], [4.0]]),)],
+    "Beta": [
+        (torch.tensor([0.5, 2.0, 7.0]), torch.tensor([1.0, 3.0, 0.8])),
+        (10.0, 10.0),
+        (torch.tensor([[2.0], [0.7]]), 4.0),
+    ],
 }
 CASES = [(name, args) for name, all_args in PARAMS.items() for args in all_args]
 
@@ -29,7 +34,24 @@ CASES = [(name, args) for name, all_args in PARAMS.items() for args in all_args]
 def _values(name, batch_shape, generator):
     value = torch.randn((4,) + tuple(batch_shape), generator=generator, dtype=torch.float64)
     value = value.float()
+    if name == "Beta":
+        return value.sigmoid()
     return value.exp() if name == "LogNormal" else value.abs() if name == "HalfNormal" else value
+
+
+def _assert_same_draws(ours, theirs, method, sample_shape):
+    """The Normal family draws torch's stream; Beta draws X / (X + Y) from two Gammas (a
+    different stream from torch's Dirichlet), so its draws are checked by their mean."""
+    if isinstance(ours, TD.Beta):
+        draws = getattr(ours, method)((40000,) + tuple(sample_shape))
+        se = (theirs.variance / 40000) ** 0.5
+        assert ((draws.mean(0) - theirs.mean).abs() < 5 * se).all()
+        assert ((draws > 0) & (draws < 1)).all()
+        return
+    torch.manual_seed(3)
+    draws = getattr(ours, method)(sample_shape)
+    torch.manual_seed(3)
+    assert torch.equal(draws, getattr(theirs, method)(sample_shape))
 
 
 @pytest.mark.parametrize("name,args", CASES)
@@ -47,10 +69,7 @@ def test_log_prob_moments_and_draws_match_torch(name, args):
         assert torch.allclose(getattr(ours, attribute), getattr(theirs, attribute), equal_nan=True)
     assert torch.allclose(ours.entropy(), theirs.entropy(), atol=1e-6)
     for method in ("rsample", "sample"):
-        torch.manual_seed(3)
-        draws = getattr(ours, method)((2,))
-        torch.manual_seed(3)
-        assert torch.equal(draws, getattr(theirs, method)((2,)))
+        _assert_same_draws(ours, theirs, method, (2,))
 
 
 @pytest.mark.parametrize("name,args", CASES)
@@ -59,16 +78,13 @@ def test_expand_keeps_parameters_compact_and_scores_like_torch(name, args):
     shape = (5,) + tuple(theirs.batch_shape)
     big_ours, big_theirs = ours.expand(shape), theirs.expand(shape)
     assert type(big_ours) is type(ours) and big_ours.batch_shape == big_theirs.batch_shape
-    for param in ("loc", "scale") if name != "HalfNormal" else ("scale",):
+    for param in type(ours)._param_names:
         compact = big_ours.__dict__["_" + param]
         assert compact is ours.__dict__["_" + param]  # no broadcast copy per expand
         assert torch.equal(getattr(big_ours, param), getattr(big_theirs, param))
     value = _values(name, theirs.batch_shape, torch.Generator().manual_seed(1))[:1]
     assert torch.allclose(big_ours.log_prob(value), big_theirs.log_prob(value), atol=1e-5)
-    torch.manual_seed(4)
-    draws = big_ours.rsample()
-    torch.manual_seed(4)
-    assert torch.equal(draws, big_theirs.rsample())
+    _assert_same_draws(big_ours, big_theirs, "rsample", ())
     if theirs.batch_shape:
         bad = tuple(size + 1 if size != 1 else size for size in theirs.batch_shape)
         with pytest.raises(RuntimeError, match="cannot be expanded"):
@@ -145,3 +161,15 @@ def test_independent_log_prob_and_expand_match_torch(ndims):
         big_theirs.event_shape,
     )
     assert torch.allclose(big_ours.log_prob(value[:1]), big_theirs.log_prob(value[:1]))
+
+
+def test_beta_with_number_concentrations_scores_without_tensor_normalizer():
+    prior = dist.Beta(10.0, 10.0)
+    assert prior.__dict__["_concentration1"] == 10.0
+    f = torch.tensor([0.3, 0.6], requires_grad=True)
+    ours = prior.log_prob(f)
+    theirs = TD.Beta(torch.tensor(10.0), torch.tensor(10.0)).log_prob(f)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    (g_ours,) = torch.autograd.grad(ours.sum(), f)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), f)
+    assert torch.allclose(g_ours, g_theirs, atol=1e-5)
