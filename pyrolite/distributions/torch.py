@@ -147,9 +147,16 @@ def _independent_log_prob(self, value):
     return log_prob.sum(-1) if n == 1 else log_prob.sum(tuple(range(-n, 0)))
 
 
+def _independent_log_prob_sum(self, value):
+    """The base distribution's fast ``log_prob(value).sum()``, where it has one."""
+    fast = getattr(self.base_dist, "_log_prob_sum", None)
+    return None if fast is None else fast(value)
+
+
 Independent = _wrap(
     torch.distributions.Independent,
     to_event=_independent_to_event,
     expand=_independent_expand,
     log_prob=_independent_log_prob,
+    _log_prob_sum=_independent_log_prob_sum,
 )

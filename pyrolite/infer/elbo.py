@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 
+from ..distributions.util import is_identically_zero
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.plate_messenger import PlateMessenger
 from ..poutine.trace_messenger import run_traced
@@ -167,8 +168,13 @@ class ELBO:
         return tuple(model_trace.nodes), tuple(guide_trace.nodes)
 
     def _compute_log_probs(self, model_trace: Trace, guide_trace: Trace) -> None:
-        model_trace.compute_log_prob()
         guide_trace.compute_score_parts()
+        if _all_reparameterized(guide_trace):
+            # The loss reads only the model's per-site sums; score-function costs need the
+            # per-element log-probs (Rao-Blackwellization by plates).
+            model_trace.compute_log_prob_sums()
+        else:
+            model_trace.compute_log_prob()
 
     def _validate(self, model_trace: Trace, guide_trace: Trace) -> None:
         key = self._structure_key(model_trace, guide_trace)
@@ -241,3 +247,11 @@ class ELBO:
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(float(loss))
         return loss.detach()
+
+
+def _all_reparameterized(guide_trace: Trace) -> bool:
+    """Whether no guide site has a score-function term."""
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample" and not is_identically_zero(site["score_parts"][1]):
+            return False
+    return True

@@ -208,6 +208,34 @@ class Trace:
                 continue
             _cache_log_prob(name, site)
 
+    def compute_log_prob_sums(self, site_filter: SiteFilter = _all_sites) -> None:
+        """Cache ``log_prob_sum`` on sample sites, and ``log_prob`` only where it is needed.
+
+        A site whose distribution can sum its log-density without the per-element tensor
+        (``_log_prob_sum``: Normal with one scale, also under ``to_event``) and has no mask
+        and a number for a scale gets only ``log_prob_sum``; every other site is cached in
+        full. For estimators that read nothing but the sums; ``compute_log_prob`` later
+        fills in ``log_prob`` if asked.
+        """
+        for name, site in self.nodes.items():
+            if site["type"] != "sample" or "log_prob_sum" in site or not site_filter(name, site):
+                continue
+            fn, scale = site["fn"], site["scale"]
+            fast = getattr(fn, "_log_prob_sum", None)
+            if (
+                fast is not None
+                and not getattr(fn, "_validate_args", True)
+                and site["mask"] is None
+                and isinstance(scale, (int, float))
+                and not site["args"]
+                and not site["kwargs"]
+            ):
+                total = fast(site["value"])
+                if total is not None:
+                    site["log_prob_sum"] = total if scale == 1 else total * scale
+                    continue
+            _cache_log_prob(name, site)
+
     def compute_score_parts(self, site_filter: SiteFilter = _all_sites) -> None:
         """Cache ``score_parts`` (log_prob, score_function, entropy_term), scaled and masked."""
         for name, site in self.nodes.items():
