@@ -70,6 +70,12 @@ class _CompactParams(TorchDistributionMixin):
     """
 
     _param_names: Tuple[str, ...] = ()
+    _expand_class: type  # the class whose constructor ``expand`` calls
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # subclasses that only change flags keep their base's
+            cls._expand_class = cls
 
     def _init_params(self, values, validate_args) -> None:
         shape = torch.Size()
@@ -152,19 +158,19 @@ def _param_property(name: str, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
-class Normal(_CompactParams, torch.distributions.Normal):
-    """``torch.distributions.Normal`` with compact parameters (see the module docstring)."""
+class _LocScale(_CompactParams):
+    """Compact ``loc`` and ``scale`` (Normal, LogNormal)."""
 
     _param_names = ("loc", "scale")
-    loc = _param_property("loc", "The mean, broadcast to ``batch_shape``.")
-    scale = _param_property("scale", "The standard deviation, broadcast to ``batch_shape``.")
+    loc = _param_property("loc", "``loc``, broadcast to ``batch_shape``.")
+    scale = _param_property("scale", "``scale``, broadcast to ``batch_shape``.")
 
     def __init__(self, loc, scale, validate_args=None):
         self._init_params((loc, scale), validate_args)
 
-    @property
-    def _expand_class(self):
-        return Normal
+
+class Normal(_LocScale, torch.distributions.Normal):
+    """``torch.distributions.Normal`` with compact parameters (see the module docstring)."""
 
     def rsample(self, sample_shape=()):
         return self._loc + self._standard_normal(sample_shape) * self._scale
@@ -205,10 +211,6 @@ class HalfNormal(_CompactParams, torch.distributions.HalfNormal):
     def __init__(self, scale, validate_args=None):
         self._init_params((scale,), validate_args)
 
-    @property
-    def _expand_class(self):
-        return HalfNormal
-
     @lazy_property
     def base_dist(self):
         return Normal(0.0, self.scale, validate_args=False)
@@ -228,20 +230,9 @@ class HalfNormal(_CompactParams, torch.distributions.HalfNormal):
         return self._full_shape(value, log_prob)
 
 
-class LogNormal(_CompactParams, torch.distributions.LogNormal):
+class LogNormal(_LocScale, torch.distributions.LogNormal):
     """``torch.distributions.LogNormal`` with compact parameters: ``exp`` of a Normal draw,
     scored in closed form, its base Normal and transform built only on demand."""
-
-    _param_names = ("loc", "scale")
-    loc = _param_property("loc", "The mean of the log, broadcast to ``batch_shape``.")
-    scale = _param_property("scale", "The sd of the log, broadcast to ``batch_shape``.")
-
-    def __init__(self, loc, scale, validate_args=None):
-        self._init_params((loc, scale), validate_args)
-
-    @property
-    def _expand_class(self):
-        return LogNormal
 
     @lazy_property
     def base_dist(self):
@@ -276,10 +267,6 @@ class Beta(_CompactParams, torch.distributions.Beta):
 
     def __init__(self, concentration1, concentration0, validate_args=None):
         self._init_params((concentration1, concentration0), validate_args)
-
-    @property
-    def _expand_class(self):
-        return Beta
 
     @lazy_property
     def _dirichlet(self):
