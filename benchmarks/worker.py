@@ -52,24 +52,35 @@ def run(spec: dict) -> dict:
     from .registry import WORKLOADS, find_config
 
     device = spec.get("device", "cpu")
-    if device != "cpu":
-        return run_on_device(spec, device)
     workload, config = spec["workload"], find_config(spec["workload"], spec["config"])
     result = {"workload": workload, "config": config.key, "framework": config.framework}
+    if device != "cpu":
+        result["device"] = device
     result["torch_threads"] = set_torch_single_thread()
     module = framework_module(config.framework)
     result["versions"] = module.prepare(config.framework)
     warm_torch_lazy_imports()
+    sync = _prepare_device(module, device, result)
     dataset = bench_data.make_data(workload, WORKLOADS[workload].num_data)
+    if device != "cpu":
+        dataset = module.to_device(dataset, device)
     release_free_heap()
     baseline = read_memory_kb()["VmRSS"]
     result["peak_reset"] = reset_peak_memory()
+    memory = _device_memory(module, device)
+    build_kwargs = {} if device == "cpu" else {"device": device}
     trainer, timing = time_blocks(
-        lambda: module.build(config.framework, workload, config, dataset, spec["block_steps"]),
+        lambda: module.build(
+            config.framework, workload, config, dataset, spec["block_steps"], **build_kwargs
+        ),
         block_steps=spec["block_steps"],
         blocks=spec["blocks"],
+        sync=sync,
     )
     run_peak = read_memory_kb()["VmHWM"]  # before scoring: least squares on W6 allocates a lot
+    if memory is not None:
+        device_run_peak = memory.peak_above_baseline()
+        memory.reset_peak()
     step_peak, memory_steps = steady_state_peak_kb(trainer, baseline, MEMORY_STEPS)
     result.update(
         status="ok",
@@ -81,9 +92,45 @@ def run(spec: dict) -> dict:
         peak_mb=step_peak / 1024,
         run_peak_mb=(run_peak - baseline) / 1024,
     )
+    if memory is not None:  # device-memory figures in the table columns, RSS kept aside
+        device_step_peak = memory.peak_above_baseline()
+        result.update(
+            peak_mb=_mb(device_step_peak),
+            run_peak_mb=_mb(device_run_peak),
+            device_baseline_mb=_mb(memory.baseline),
+            device_live_mb=_mb(memory.live_above_baseline()),
+            device_memory=memory.source if device_step_peak is not None else None,
+            device_peak_since_start=memory.peak_since_start,
+            rss_peak_mb=step_peak / 1024,
+            rss_run_peak_mb=(run_peak - baseline) / 1024,
+        )
     result.update(trainer.info())
     _score(trainer, result)
     return result
+
+
+def _prepare_device(module, device: str, result: dict):
+    """Warm ``device`` up and name it in ``result``; returns the block's sync, or None."""
+    if device == "cpu":
+        return None
+    if module.ARRAYS == "jax":
+        import jax
+
+        result["device_name"] = getattr(jax.devices()[0], "device_kind", str(jax.devices()[0]))
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA not available to torch in the worker")
+    warm_torch_device(device)
+    result["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return lambda: torch.cuda.synchronize(device)
+
+
+def _device_memory(module, device: str):
+    if device == "cpu":
+        return None
+    return TorchCudaMemory(device) if module.ARRAYS == "torch" else JaxDeviceMemory()
 
 
 def _score(trainer, result: dict) -> None:
@@ -95,76 +142,6 @@ def _score(trainer, result: dict) -> None:
 
 def _mb(value):
     return None if value is None else value / 2**20
-
-
-def run_on_device(spec: dict, device: str) -> dict:
-    """``run`` on a GPU: data on the device before the baseline, device-memory peaks."""
-    from . import data as bench_data
-    from .frameworks import framework_module
-    from .registry import WORKLOADS, find_config
-
-    workload, config = spec["workload"], find_config(spec["workload"], spec["config"])
-    result = {"workload": workload, "config": config.key, "framework": config.framework}
-    result["device"] = device
-    result["torch_threads"] = set_torch_single_thread()
-    module = framework_module(config.framework)
-    result["versions"] = module.prepare(config.framework)
-    warm_torch_lazy_imports()
-    sync = None
-    if module.ARRAYS == "torch":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("CUDA not available to torch in the worker")
-        warm_torch_device(device)
-        result["device_name"] = torch.cuda.get_device_name(torch.device(device))
-
-        def sync():
-            torch.cuda.synchronize(device)
-
-    dataset = bench_data.make_data(workload, WORKLOADS[workload].num_data)
-    dataset = module.to_device(dataset, device)
-    if module.ARRAYS == "jax":
-        import jax
-
-        result["device_name"] = getattr(jax.devices()[0], "device_kind", str(jax.devices()[0]))
-    release_free_heap()
-    baseline = read_memory_kb()["VmRSS"]
-    result["peak_reset"] = reset_peak_memory()
-    memory = TorchCudaMemory(device) if module.ARRAYS == "torch" else JaxDeviceMemory()
-    trainer, timing = time_blocks(
-        lambda: module.build(
-            config.framework, workload, config, dataset, spec["block_steps"], device=device
-        ),
-        block_steps=spec["block_steps"],
-        blocks=spec["blocks"],
-        sync=sync,
-    )
-    run_peak = read_memory_kb()["VmHWM"]
-    device_run_peak = memory.peak_above_baseline()
-    memory.reset_peak()
-    step_peak, memory_steps = steady_state_peak_kb(trainer, baseline, MEMORY_STEPS)
-    device_step_peak = memory.peak_above_baseline()
-    device_live = memory.live_above_baseline()
-    result.update(
-        status="ok",
-        us_per_step=timing.us_per_step,
-        block_us_per_step=timing.block_us_per_step,
-        first_step_ms=timing.first_step_ms,
-        steps=timing.steps_done + memory_steps,
-        baseline_mb=baseline / 1024,
-        peak_mb=_mb(device_step_peak),
-        run_peak_mb=_mb(device_run_peak),
-        device_baseline_mb=_mb(memory.baseline),
-        device_live_mb=_mb(device_live),
-        device_memory=memory.source if device_step_peak is not None else None,
-        device_peak_since_start=memory.peak_since_start,
-        rss_peak_mb=step_peak / 1024,
-        rss_run_peak_mb=(run_peak - baseline) / 1024,
-    )
-    result.update(trainer.info())
-    _score(trainer, result)
-    return result
 
 
 def _missing_package(error: BaseException):
