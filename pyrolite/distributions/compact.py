@@ -181,24 +181,36 @@ class Normal(_LocScale, torch.distributions.Normal):
         return self._full_shape(value, _normal_log_density(value, self._loc, self._scale))
 
     def _log_prob_sum(self, value):
-        """``log_prob(value).sum()`` as ``-sum((value - loc)^2) / (2 scale^2) - n log(scale)
-        - n log(2 pi) / 2`` for a single ``scale``: three full-size ops forward and two
-        backward instead of six and seven. None where the per-element form is needed (a
-        ``scale`` per element, or a ``value`` that does not cover the batch shape)."""
-        scale = self._scale
-        if isinstance(scale, _Tensor):
-            if scale.numel() != 1:
-                return None
-            scale = scale.reshape(())
-        if not isinstance(value, _Tensor) or not self._covers(value):
+        """``log_prob(value).sum()`` without the per-element log-density.
+
+        With ``d = value - loc``, the sum is ``-sum(d^2 / (2 scale^2)) - sum(log scale) -
+        n log(2 pi) / 2``; where ``scale`` is shared along some dims (a single scale, or one
+        per particle), ``d^2`` is first summed along them, so only ``d``, ``d^2`` and a sum
+        run at full size (two full-size ops backward instead of seven). None where that saves
+        nothing (a ``scale`` per element) or does not apply (``value - loc`` does not cover the
+        batch shape: the log-prob broadcasts further).
+        """
+        if not isinstance(value, _Tensor):
             return None
-        loc = self._loc
+        loc, scale = self._loc, self._scale
         diff = value - loc if isinstance(loc, _Tensor) or loc != 0 else value
-        if diff.shape != value.shape:
+        if not self._covers(diff):
             return None
-        inv_var = scale.reciprocal().square() if isinstance(scale, _Tensor) else scale**-2
-        squares = diff.square().sum()
-        return squares * (-0.5 * inv_var) - diff.numel() * (_log(scale) + _HALF_LOG_2PI)
+        n = diff.numel()
+        if not isinstance(scale, _Tensor):
+            squares = diff.square().sum()
+            return squares * (-0.5 / scale**2) - n * (math.log(scale) + _HALF_LOG_2PI)
+        if scale.numel() == n:
+            return None
+        # scale's shape, aligned right against diff's: sum d^2 along the dims it is shared in
+        shape = (1,) * (diff.dim() - scale.dim()) + tuple(scale.shape)
+        shared = tuple(i for i, size in enumerate(shape) if size == 1 and diff.shape[i] != 1)
+        squares = diff.square()
+        if shared:
+            squares = squares.sum(shared, keepdim=True)
+        scale = scale.reshape(shape)
+        log_terms = (scale.log() + _HALF_LOG_2PI).sum() * (n // scale.numel())
+        return (squares * scale.reciprocal().square()).sum() * -0.5 - log_terms
 
 
 class HalfNormal(_CompactParams, torch.distributions.HalfNormal):

@@ -35,11 +35,25 @@ def test_normal_log_prob_sum_equals_summed_log_prob_with_gradients(loc, scale):
     assert torch.allclose(independent._log_prob_sum(value), slow.detach(), rtol=1e-6)
 
 
+def test_normal_log_prob_sum_with_one_scale_per_particle_and_shared_data():
+    # vectorized particles: loc (S, N), scale (S, 1), observed value (N,) without the S dim
+    loc = torch.randn(4, 6, requires_grad=True)
+    scale = (torch.rand(4, 1) + 0.5).requires_grad_()
+    value = torch.randn(6)
+    d = dist.Normal(loc, scale)
+    fast, slow = d._log_prob_sum(value), d.log_prob(value).sum()
+    assert torch.allclose(fast, slow, rtol=1e-6)
+    for a, b in zip(
+        torch.autograd.grad(fast, (loc, scale)), torch.autograd.grad(slow, (loc, scale))
+    ):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_normal_log_prob_sum_declines_where_elements_differ():
     per_element_scale = dist.Normal(torch.zeros(3), torch.tensor([1.0, 2.0, 3.0]))
     assert per_element_scale._log_prob_sum(torch.zeros(3)) is None
-    # a value without the batch dims: its log-prob broadcasts, the fast sum would not
-    assert dist.Normal(torch.zeros(3), 1.0)._log_prob_sum(torch.tensor(0.5)) is None
+    # value - loc without all batch dims: the log-prob broadcasts further than the sum would
+    assert dist.Normal(0.0, torch.tensor([[1.0], [2.0]]))._log_prob_sum(torch.zeros(3)) is None
 
 
 def _model(data):
