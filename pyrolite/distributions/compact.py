@@ -87,6 +87,15 @@ class _CompactParams(TorchDistributionMixin):
                 shape = torch.broadcast_shapes(shape, param_shape) if shape else param_shape
         torch.distributions.Distribution.__init__(self, shape, validate_args=validate_args)
 
+    def __repr__(self) -> str:
+        parts = []
+        for name in self._param_names:
+            value = self.__dict__["_" + name]
+            if isinstance(value, _Tensor) and value.numel() != 1:
+                value = value.size()
+            parts.append(f"{name}: {value}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def _like(self):
         for name in self._param_names:
             value = self.__dict__["_" + name]

@@ -1,6 +1,8 @@
 """Normal, HalfNormal, LogNormal and Beta with compact parameters agree with torch's classes."""
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -173,3 +175,13 @@ def test_beta_with_number_concentrations_scores_without_tensor_normalizer():
     (g_ours,) = torch.autograd.grad(ours.sum(), f)
     (g_theirs,) = torch.autograd.grad(theirs.sum(), f)
     assert torch.allclose(g_ours, g_theirs, atol=1e-5)
+
+
+def test_repr_pickle_and_deepcopy_keep_the_parameters():
+    d = dist.Normal(torch.zeros(3), 2.0)
+    assert repr(d) == "Normal(loc: torch.Size([3]), scale: 2.0)"
+    assert (
+        repr(dist.Beta(2.0, torch.tensor(3.0))) == "Beta(concentration1: 2.0, concentration0: 3.0)"
+    )
+    for clone in (copy.deepcopy(d), pickle.loads(pickle.dumps(d))):
+        assert clone.batch_shape == d.batch_shape and torch.equal(clone.scale, d.scale)
