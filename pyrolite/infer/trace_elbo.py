@@ -5,6 +5,8 @@ score-function terms ``log q(z) * cost``, where the cost of a site inside plates
 keeps only the terms of the same plate elements (partial Rao-Blackwellization).
 """
 
+import torch
+
 from ..distributions.util import is_identically_zero
 from ..poutine.trace_struct import Trace
 from .elbo import ELBO
@@ -27,28 +29,44 @@ class Trace_ELBO(ELBO):
     """
 
     def _particle_loss(self, model_trace: Trace, guide_trace: Trace):
-        elbo = 0.0
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                elbo = elbo + site["log_prob_sum"]
-        surrogate = elbo
-        score_terms = 0.0
+        # -ELBO = sum log q - sum log p, summed without a 0.0 start or a final negation:
+        # each of those would be one more op (and autograd node) per step.
+        model_terms = [
+            s["log_prob_sum"] for s in model_trace.nodes.values() if s["type"] == "sample"
+        ]
+        guide_terms, entropy_terms, score_terms = [], [], []
         cost_cache: dict = {}
         for site in guide_trace.nodes.values():
             if site["type"] != "sample":
                 continue
             # Observed guide sites (e.g. a factor) count too: they are part of log q.
-            elbo = elbo - site["log_prob_sum"]
+            guide_terms.append(site["log_prob_sum"])
             log_prob, score_function, entropy_term = site["score_parts"]
             if entropy_term is log_prob:
-                surrogate = surrogate - site["log_prob_sum"]
+                entropy_terms.append(site["log_prob_sum"])
             elif not is_identically_zero(entropy_term):
-                surrogate = surrogate - entropy_term.sum()
+                entropy_terms.append(entropy_term.sum())
             if not is_identically_zero(score_function):
                 cost = plate_cost(model_trace, guide_trace, site["cond_indep_stack"], cost_cache)
-                score_terms = score_terms + (cost * score_function).sum()
-        if not is_identically_zero(score_terms):
-            surrogate = surrogate + score_terms
-            return -elbo.detach(), -surrogate
-        # Fully reparameterized: the surrogate is the ELBO itself.
-        return -elbo, -elbo
+                score_terms.append((cost * score_function).sum())
+        log_p = _sum(model_terms)
+        loss = _sum(guide_terms) - log_p
+        if not score_terms:
+            # Fully reparameterized: the surrogate is the loss itself.
+            return loss, loss
+        surrogate = _sum(entropy_terms) - log_p - _sum(score_terms)
+        return _detach(loss), surrogate
+
+
+def _sum(terms: list):
+    """``terms[0] + terms[1] + ...``; 0.0 for none."""
+    if not terms:
+        return 0.0
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _detach(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
