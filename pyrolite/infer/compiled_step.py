@@ -274,6 +274,8 @@ class _Plan:
         self.compiled_once = False
         # ClippedAdam decays lr once per group and step; Adam/SGD read lr as an input.
         self.groups = list({id(s.group): s.group for s in slots}.values())
+        self.scalar_values: Optional[List[float]] = None  # the rates ``scalars`` holds
+        self.scalars: Optional[torch.Tensor] = None
 
 
 class CompiledStep:
@@ -377,7 +379,12 @@ class CompiledStep:
                 values.append(lr * math.sqrt(1 - beta2**step) / (1 - beta1**step))
             else:
                 values.append(group["lr"])
-        return torch.tensor(values, dtype=torch.float64, device=plan.leaves[0].device)
+        # Adam/SGD rates rarely change: reuse the tensor (on a GPU, no copy to the device
+        # per step) until they do.
+        if values != plan.scalar_values:
+            plan.scalar_values = values
+            plan.scalars = torch.tensor(values, dtype=torch.float64, device=plan.leaves[0].device)
+        return plan.scalars
 
     def _run(self, key, plan: _Plan, args, kwargs, stable_update: bool, check_finite: bool):
         svi = self.svi

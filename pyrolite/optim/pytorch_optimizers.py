@@ -15,18 +15,25 @@ from pyrolite.optim.lr_scheduler import PyroLRScheduler
 from pyrolite.optim.optim import ArgsOrFn, PyroOptim
 
 
+def _named(wrapper: Callable, torch_class: type, doc: str) -> Callable:
+    """``wrapper`` under ``torch_class``'s name, documented as ``doc``."""
+    wrapper.__name__ = wrapper.__qualname__ = torch_class.__name__
+    wrapper.__module__ = __name__
+    wrapper.__doc__ = doc
+    return wrapper
+
+
 def _wrap_optimizer(optim_class: type, doc_path: str) -> Callable[..., PyroOptim]:
     def wrapper(optim_args: ArgsOrFn, clip_args: Optional[ArgsOrFn] = None) -> PyroOptim:
         return PyroOptim(optim_class, optim_args, clip_args)
 
-    wrapper.__name__ = wrapper.__qualname__ = optim_class.__name__
-    wrapper.__module__ = __name__
-    wrapper.__doc__ = (
+    return _named(
+        wrapper,
+        optim_class,
         f"Wraps :class:`{doc_path}` with :class:`~pyrolite.optim.PyroOptim`.\n\n"
         ":param optim_args: the optimizer's keyword arguments, or a per-parameter callable.\n"
-        ":param clip_args: optional ``clip_norm`` / ``clip_value`` (dict or callable)."
+        ":param clip_args: optional ``clip_norm`` / ``clip_value`` (dict or callable).",
     )
-    return wrapper
 
 
 def _wrap_scheduler(scheduler_class: type) -> Callable[..., PyroLRScheduler]:
@@ -35,15 +42,14 @@ def _wrap_scheduler(scheduler_class: type) -> Callable[..., PyroLRScheduler]:
     ) -> PyroLRScheduler:
         return PyroLRScheduler(scheduler_class, optim_args, clip_args)
 
-    wrapper.__name__ = wrapper.__qualname__ = scheduler_class.__name__
-    wrapper.__module__ = __name__
-    wrapper.__doc__ = (
+    return _named(
+        wrapper,
+        scheduler_class,
         f"Wraps :class:`torch.optim.lr_scheduler.{scheduler_class.__name__}` with "
         ":class:`~pyrolite.optim.PyroLRScheduler`.\n\n"
         ":param optim_args: ``{'optimizer': <torch.optim class>, 'optim_args': {...}}`` plus "
-        "the scheduler's keyword arguments."
+        "the scheduler's keyword arguments.",
     )
-    return wrapper
 
 
 # torch optimizers present in every supported torch release

@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 import torch._inductor.config as inductor_config
+from workloads import coin_data, coin_guide, coin_model
 
 import pyrolite as pyro
 import pyrolite.distributions as dist
@@ -25,22 +26,6 @@ TOL = 1e-5
 
 
 # --- workloads (the benchmark's W1 and W2) ---------------------------------------------
-
-
-def coin_model(obs):
-    f = pyro.sample("latent_fairness", dist.Beta(10.0, 10.0))
-    with pyro.plate("data", obs.shape[0]):
-        pyro.sample("obs", dist.Bernoulli(probs=f), obs=obs)
-
-
-def coin_guide(obs):
-    alpha_q = pyro.param("alpha_q", torch.tensor(15.0), constraint=constraints.positive)
-    beta_q = pyro.param("beta_q", torch.tensor(15.0), constraint=constraints.positive)
-    pyro.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
-
-
-def coin_data(n=10):
-    return (torch.arange(n) % 10 < 6).float()
 
 
 def regression_model(x, y):
@@ -190,6 +175,20 @@ def test_compiled_optimizers_equal_torch_optimizers(optim):
     if "lrd" in svi.optim.pt_optim_args:  # ClippedAdam's lr decayed once per step
         lr = svi.optim.get_state()["alpha_q"]["param_groups"][0]["lr"]
         assert lr == pytest.approx(0.05 * 0.9**2)
+
+
+def test_a_changed_learning_rate_reaches_the_compiled_step():
+    args = (coin_data(),)
+    make_eager = lambda: SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO())  # noqa: E731
+    svi = SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO(), compile=AOT)
+    warm_up(svi, *args)
+    svi.step(*args)  # compiled, with lr 0.05
+    assert svi._compiled_step.num_compiled == 1
+    for optimizer in set(svi.optim._optimizer_of.values()):
+        for group in optimizer.param_groups:
+            group["lr"] = 0.5
+    # the eager step starts from the state with the new lr: equal only if the graph sees it
+    compiled_vs_eager(svi, make_eager, *args)
 
 
 def local_model(x):

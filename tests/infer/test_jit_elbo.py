@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from workloads import COIN, coin_guide, coin_model
 
 import pyrolite as pyro
 import pyrolite.distributions as dist
@@ -16,20 +17,6 @@ from pyrolite.ops.jit import JitFallbackWarning
 from pyrolite.optim import Adam
 
 pytestmark = pytest.mark.filterwarnings("error::pyrolite.ops.jit.JitFallbackWarning")
-
-COIN = torch.tensor([1.0] * 6 + [0.0] * 4)
-
-
-def coin_model(data):
-    f = pyro.sample("latent_fairness", dist.Beta(10.0, 10.0))
-    with pyro.plate("data", len(data)):
-        pyro.sample("obs", dist.Bernoulli(f), obs=data)
-
-
-def coin_guide(data):
-    alpha_q = pyro.param("alpha_q", torch.tensor(15.0), constraint=constraints.positive)
-    beta_q = pyro.param("beta_q", torch.tensor(15.0), constraint=constraints.positive)
-    pyro.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
 
 
 def regression_data(n=200, p=3):

@@ -6,26 +6,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from workloads import COIN, coin_guide, coin_model, seed003_data
 
 import pyrolite as pyro
 import pyrolite.distributions as dist
 from pyrolite.distributions import constraints
 from pyrolite.infer import SVI, Trace_ELBO
 from pyrolite.optim import Adam, ClippedAdam
-
-COIN_DATA = torch.cat([torch.ones(6), torch.zeros(4)])  # seed 004: six heads, four tails
-
-
-def coin_model(data):
-    f = pyro.sample("latent_fairness", dist.Beta(10.0, 10.0))
-    with pyro.plate("data_plate", len(data)):
-        pyro.sample("obs", dist.Bernoulli(f), obs=data)
-
-
-def coin_guide(data):
-    alpha_q = pyro.param("alpha_q", torch.tensor(15.0), constraint=constraints.positive)
-    beta_q = pyro.param("beta_q", torch.tensor(15.0), constraint=constraints.positive)
-    pyro.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
 
 
 def test_coin_converges_to_exact_beta_posterior():
@@ -38,7 +25,7 @@ def test_coin_converges_to_exact_beta_posterior():
         Trace_ELBO(num_particles=64, vectorize_particles=True),
     )
     for _ in range(3000):
-        svi.step(COIN_DATA)
+        svi.step(COIN)
     assert pyro.param("alpha_q").item() == pytest.approx(16.0, rel=0.05)
     assert pyro.param("beta_q").item() == pytest.approx(14.0, rel=0.05)
 
@@ -70,17 +57,6 @@ def test_normal_normal_posterior_mean_and_variance():
         svi.step(x)
     assert pyro.param("m").item() == pytest.approx(post_mean, abs=0.1 * post_sd)
     assert pyro.param("s").item() == pytest.approx(post_sd, rel=0.05)
-
-
-def seed003_data(N=2500, P=8):
-    pyro.set_rng_seed(42)
-    alpha_true = dist.Normal(42.0, 10.0).sample()
-    beta_true = dist.Normal(torch.zeros(P), 10.0).sample()
-    sigma_true = dist.Exponential(1.0).sample()
-    eps = dist.Normal(0.0, sigma_true).sample([N])
-    x = torch.randn(N, P)
-    y = alpha_true + x @ beta_true + eps
-    return x, y, alpha_true, beta_true, sigma_true
 
 
 def seed003_model(x, y):
@@ -132,16 +108,16 @@ def test_checkpoint_resume_reproduces_losses_exactly(tmp_path):
 
     pyro.set_rng_seed(11)
     svi = make_svi()
-    first = run_steps(svi, 20, COIN_DATA)
+    first = run_steps(svi, 20, COIN)
     path = tmp_path / "svi.ckpt"
     svi.save(path)
-    uninterrupted = run_steps(svi, 20, COIN_DATA)
+    uninterrupted = run_steps(svi, 20, COIN)
 
     pyro.clear_param_store()
     pyro.set_rng_seed(999)  # a different stream: load must restore the saved one
     resumed_svi = make_svi()
     resumed_svi.load(path)
-    resumed = run_steps(resumed_svi, 20, COIN_DATA)
+    resumed = run_steps(resumed_svi, 20, COIN)
     assert resumed == uninterrupted
     assert resumed_svi.step_count == 40
     assert first[-1] != resumed[0]
@@ -149,7 +125,7 @@ def test_checkpoint_resume_reproduces_losses_exactly(tmp_path):
 
 def test_loading_a_foreign_file_is_refused_and_changes_nothing(tmp_path):
     svi = SVI(coin_model, coin_guide, Adam({"lr": 0.01}), Trace_ELBO())
-    run_steps(svi, 3, COIN_DATA)
+    run_steps(svi, 3, COIN)
     before = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     path = tmp_path / "foreign.pt"
     torch.save({"weights": torch.ones(3)}, path)
@@ -259,7 +235,7 @@ def test_fit_stable_update_skips_nonfinite_steps():
 
 def test_fit_returns_params_and_every_loss_and_shows_init_loss(capsys):
     svi = SVI(coin_model, coin_guide, Adam({"lr": 0.01}), Trace_ELBO())
-    result = svi.fit(120, COIN_DATA, progress_bar=True)
+    result = svi.fit(120, COIN, progress_bar=True)
     assert result.losses.shape == (120,)
     assert np.isfinite(result.losses).all()
     assert set(result.params) == {"alpha_q", "beta_q"}
@@ -270,8 +246,8 @@ def test_fit_returns_params_and_every_loss_and_shows_init_loss(capsys):
 
 def test_fit_init_params_sets_the_starting_point():
     svi = SVI(coin_model, coin_guide, Adam({"lr": 1e-6}), Trace_ELBO())
-    svi.fit(1, COIN_DATA, progress_bar=False)
-    result = svi.fit(1, COIN_DATA, progress_bar=False, init_params={"alpha_q": torch.tensor(3.0)})
+    svi.fit(1, COIN, progress_bar=False)
+    result = svi.fit(1, COIN, progress_bar=False, init_params={"alpha_q": torch.tensor(3.0)})
     assert result.params["alpha_q"].item() == pytest.approx(3.0, rel=1e-4)
 
 
@@ -283,7 +259,7 @@ def test_params_created_during_training_are_optimized():
             pyro.factor("pull", -((extra - 3.0) ** 2))
 
     svi = SVI(model, coin_guide, Adam({"lr": 0.1}), Trace_ELBO())
-    run_steps(svi, 300, COIN_DATA)
+    run_steps(svi, 300, COIN)
     # The factor adds -(extra - 3)^2 to log p: maximizing the ELBO pulls extra to 3.
     assert pyro.param("extra").item() == pytest.approx(3.0, abs=0.05)
 
@@ -314,21 +290,21 @@ def test_model_guide_mismatches_are_named():
         pyro.sample("typo_site", dist.Normal(0.0, 1.0))
 
     with pytest.warns(UserWarning, match="typo_site"):
-        Trace_ELBO().loss(coin_model, guide_extra, COIN_DATA)
+        Trace_ELBO().loss(coin_model, guide_extra, COIN)
 
     def model_two(data):
         coin_model(data)
         pyro.sample("unguided", dist.Normal(0.0, 1.0))
 
     with pytest.warns(UserWarning, match="unguided"):
-        Trace_ELBO().loss(model_two, coin_guide, COIN_DATA)
+        Trace_ELBO().loss(model_two, coin_guide, COIN)
 
     def guide_bad_shape(data):
         coin_guide(data)
         pyro.sample("unguided", dist.Normal(torch.zeros(3), 1.0))
 
     with pytest.raises(ValueError, match=r"'unguided'.*shape \(3,\).*shape \(\)"):
-        Trace_ELBO().loss(model_two, guide_bad_shape, COIN_DATA)
+        Trace_ELBO().loss(model_two, guide_bad_shape, COIN)
 
     def guide_samples_obs(data):
         coin_guide(data)
@@ -336,7 +312,7 @@ def test_model_guide_mismatches_are_named():
             pyro.sample("obs", dist.Bernoulli(0.5))
 
     with pytest.raises(ValueError, match=r"\['obs'\].*observed in the model"):
-        Trace_ELBO().loss(coin_model, guide_samples_obs, COIN_DATA)
+        Trace_ELBO().loss(coin_model, guide_samples_obs, COIN)
 
 
 def test_same_loss_as_pyro_on_the_same_draws():

@@ -5,6 +5,7 @@ import math
 import warnings
 
 import torch
+from workloads import seed003_data
 
 import pyrolite as pyro
 import pyrolite.contrib.autoguide as autoguide
@@ -46,14 +47,8 @@ def test_multivariate_normal_recovers_rotated_gaussian_axes_and_angle():
 
 
 def test_diagonal_normal_linear_regression_as_in_seed_003():
-    pyro.set_rng_seed(42)
     N, P = 2500, 8
-    alpha_true = dist.Normal(42.0, 10.0).sample()
-    beta_true = dist.Normal(torch.zeros(P), 10.0).sample()
-    sigma_true = dist.Exponential(1.0).sample()
-    eps = dist.Normal(0.0, sigma_true).sample([N])
-    x = torch.randn(N, P)
-    y = alpha_true + x @ beta_true + eps
+    x, y, alpha_true, beta_true, sigma_true = seed003_data(N=N, P=P)
 
     def model(x, y):
         alpha = pyro.sample("alpha", dist.Normal(0.0, 100.0))
