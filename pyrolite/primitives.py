@@ -18,12 +18,12 @@ from .poutine.runtime import _STACK, apply_stack, effectful, new_message
 
 def get_param_store():
     """The global ``ParamStoreDict``."""
-    return _param_store._PARAM_STORE
+    return _param_store.get_param_store()
 
 
 def clear_param_store() -> None:
     """Remove every param from the global store."""
-    _param_store._PARAM_STORE.clear()
+    _param_store.get_param_store().clear()
 
 
 def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] = None, **kwargs):
@@ -85,7 +85,7 @@ def param(
     >>> round(s.item(), 4), s.requires_grad
     (2.0, True)
     """
-    store = _param_store._PARAM_STORE
+    store = _param_store.get_param_store()
     name = store.resolve_name(name)
     if isinstance(init_tensor, (int, float)):
         init_tensor = torch.tensor(float(init_tensor))

@@ -1,8 +1,9 @@
-"""Process-wide switches shared by every layer: validation, RNG seeding, warn-once."""
+"""Process-wide switches shared by every layer: validation, RNG seeding and state, warn-once."""
 
 import random
 import warnings
 from contextlib import contextmanager
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -22,6 +23,38 @@ def set_rng_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """Every RNG stream pyrolite draws from (torch CPU, CUDA if started, Python, NumPy).
+
+    Plain data (tensors, ints, tuples) only, so it can go into a checkpoint loaded with
+    ``weights_only=True``.
+
+    >>> state = get_rng_state(); a = torch.rand(2); set_rng_state(state)
+    >>> bool((a == torch.rand(2)).all())
+    True
+    """
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore a :func:`get_rng_state` result (tensors may come back on any device)."""
+    torch.set_rng_state(state["torch"].cpu())
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def enable_validation(is_validate: bool = True) -> None:

@@ -96,5 +96,5 @@ if __name__ == "__main__":
         leaf.grad = torch.ones_like(leaf)
     optimizer(leaves)
     for name, leaf in store.named_parameters():
-        lr = optimizer._optimizer_of[leaf].param_groups[0]["lr"]
+        lr = optimizer.torch_optimizer(leaf).param_groups[0]["lr"]
         print(f"{name}: lr {lr}")

@@ -8,25 +8,46 @@ Scale = Union[float, torch.Tensor]
 
 
 def broadcast_shape(*shapes: Sequence[int], strict: bool = False) -> torch.Size:
-    """Broadcast shapes right-aligned, as torch does; ``strict`` forbids size-1 stretching.
+    """The shape that tensors of the given ``shapes`` broadcast to (``torch.broadcast_shapes``).
+
+    With ``strict=True`` a shape may only gain leading dims: its right-aligned sizes
+    must equal the others', so a size-1 dim is never stretched. Either way a
+    mismatch raises ``ValueError``, naming the dim, the two shapes and the fix.
 
     >>> broadcast_shape((3, 1), (4,))
     torch.Size([3, 4])
+    >>> broadcast_shape((2, 3), (3,), strict=True)
+    torch.Size([2, 3])
     """
-    reversed_shape = []
-    for shape in shapes:
-        for i, size in enumerate(reversed(shape)):
-            if i >= len(reversed_shape):
-                reversed_shape.append(size)
-            elif reversed_shape[i] == 1 and not strict:
-                reversed_shape[i] = size
-            elif reversed_shape[i] != size and (size != 1 or strict):
-                raise ValueError(
-                    "shape mismatch: objects cannot be broadcast to a single shape: {}".format(
-                        " vs ".join(map(str, shapes))
-                    )
-                )
-    return torch.Size(reversed(reversed_shape))
+    mismatch = _first_mismatch(shapes, strict)
+    if mismatch is not None:
+        dim, a, b = mismatch
+        sizes = f"sizes {a[dim]} and {b[dim]} at dim {dim}"
+        if strict:
+            raise ValueError(
+                f"broadcast_shape(strict=True): shapes {a} and {b} differ ({sizes}); strict "
+                "broadcasting may prepend dims but never stretches a size-1 dim. Fix: make "
+                f"the sizes at dim {dim} equal (e.g. with .expand()), or pass strict=False."
+            )
+        raise ValueError(
+            f"broadcast_shape: shapes {a} and {b} cannot be broadcast ({sizes}). Fix: make "
+            f"the sizes at dim {dim} equal, or make one of them 1 (e.g. with .unsqueeze())."
+        )
+    return torch.broadcast_shapes(*shapes)
+
+
+def _first_mismatch(shapes: Sequence[Sequence[int]], strict: bool):
+    """``(dim, shape_a, shape_b)`` at the rightmost dim where two shapes clash, else None."""
+    for dim in range(-1, -max(map(len, shapes), default=0) - 1, -1):
+        fixed = None  # the first shape that pins this dim's size
+        for shape in shapes:
+            if len(shape) < -dim or (shape[dim] == 1 and not strict):
+                continue
+            if fixed is None:
+                fixed = shape
+            elif shape[dim] != fixed[dim]:
+                return dim, tuple(fixed), tuple(shape)
+    return None
 
 
 def sum_rightmost(value: torch.Tensor, dim: int) -> torch.Tensor:
@@ -34,6 +55,8 @@ def sum_rightmost(value: torch.Tensor, dim: int) -> torch.Tensor:
 
     >>> sum_rightmost(torch.ones(2, 3, 4), 2)
     tensor([12., 12.])
+    >>> sum_rightmost(torch.ones(2, 3, 4), float("inf"))  # more dims than it has: all
+    tensor(24.)
     """
     if not isinstance(value, torch.Tensor) or dim == 0:
         return value
@@ -41,6 +64,8 @@ def sum_rightmost(value: torch.Tensor, dim: int) -> torch.Tensor:
         dim += value.dim()
     if dim == 0:
         return value
+    if dim >= value.dim():
+        return value.sum()
     return value.reshape(value.shape[: value.dim() - dim] + (-1,)).sum(-1)
 
 

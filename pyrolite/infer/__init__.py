@@ -6,14 +6,17 @@ from .compiled_step import CompiledStep
 from .elbo import ELBO, ELBOModule
 from .export import export_guide
 from .importance import Importance
-from .jit_elbo import JitMixin, JitTrace_ELBO
+from .jit_elbo import JitMixin, JitTrace_ELBO, jit_variant
 from .predictive import Predictive
-from .svi import SVI, SVIRunResult
+from .step_engine import EagerStep, StepHooks, StepLedger
+from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .util import zero_grads
 
 __all__ = [
+    "CompileInfo",
     "CompiledStep",
+    "EagerStep",
     "ELBO",
     "ELBOModule",
     "EmpiricalMarginal",
@@ -24,9 +27,12 @@ __all__ = [
     "Predictive",
     "SVI",
     "SVIRunResult",
+    "StepHooks",
+    "StepLedger",
     "TracePosterior",
     "TracePredictive",
     "Trace_ELBO",
     "export_guide",
+    "jit_variant",
     "zero_grads",
 ]

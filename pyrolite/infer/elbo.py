@@ -1,34 +1,40 @@
-"""``ELBO``: the base of every estimator: particles, plate nesting, traces, checks.
+"""``ELBO``: the one estimator pipeline every estimator plugs into.
 
-Subclasses implement ``_particle_loss(model_trace, guide_trace)`` returning the
-(detached) negative ELBO of one particle and the surrogate whose gradient is
-the unbiased gradient estimate; everything else (``loss``,
-``loss_and_grads``, ``differentiable_loss``, vectorized particles, validation)
-lives here once.
+::
+
+    get_traces   one trace source: particles (sequential, or one vectorized plate),
+                 plate-nesting guess, subsample pruning, validation, log-probs; the
+                 estimator declares what it needs (``graph_type``, ``log_probs``,
+                 extra handlers through ``wrap``)
+    plan         work that depends only on a trace's structure, cached per structure
+    particle     the per-particle tensor math -> whatever ``combine`` reads
+    combine      merge the particles into (loss, surrogate): the mean by default
+
+An estimator is a small subclass that implements ``particle`` (and, where it needs
+them, ``plan``, ``combine``, ``wrap``, ``after_update``). ``loss``, ``loss_and_grads``,
+``differentiable_loss``, ``backward`` and ``ELBOModule`` live here once; the ``Jit*``
+variants come from ``jit_elbo.jit_variant``; SVI's step engines call
+``loss_and_surrogate`` and ``after_update``.
 """
 
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
 
 import torch
 
 from ..distributions.util import is_identically_zero
+from ..params.param_store import get_param_store
 from ..poutine.block_messenger import BlockMessenger
-from ..poutine.plate_messenger import PlateMessenger
+from ..poutine.param_reads_messenger import ParamReadsMessenger
+from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
-from ..poutine.util import check_site_shape, prune_subsample_sites_
-from ..util import is_validation_enabled, validation_disabled
+from ..poutine.util import check_site_shape, max_plate_nesting_of, prune_subsample_sites_
+from ..util import is_validation_enabled, validation_disabled, warn_once
 from .util import check_model_guide_match
 
+PARTICLE_PLATE = "num_particles_vectorized"
 
-def _max_plate_nesting_of(*traces: Trace) -> int:
-    nesting = 0
-    for trace in traces:
-        for site in trace.nodes.values():
-            for frame in site.get("cond_indep_stack", ()):
-                if frame.dim is not None:
-                    nesting = max(nesting, -frame.dim)
-    return nesting
+TracePair = Tuple[Trace, Trace]
 
 
 class ELBOModule(torch.nn.Module):
@@ -42,29 +48,21 @@ class ELBOModule(torch.nn.Module):
     def __init__(self, model: Callable, guide: Callable, elbo: "ELBO"):
         super().__init__()
         self.model, self.guide, self.elbo = model, guide, elbo
-        self._param_names: list = []
+        self._param_names: Dict[str, None] = {}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        from .svi import ParamCollector
-
-        collector = ParamCollector()
-        with collector:
+        with ParamReadsMessenger() as reads:
             loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
-        for name in collector.names:
-            if name not in self._param_names:
-                self._param_names.append(name)
+        self._param_names.update(dict.fromkeys(reads.names))
         return loss
 
     def parameters(self, recurse: bool = True):
-        from ..params.param_store import _PARAM_STORE
-
+        store = get_param_store()
         seen = set()
-        for name in self._param_names:
-            if name in _PARAM_STORE:
-                leaf = _PARAM_STORE.unconstrained(name)
-                if id(leaf) not in seen:
-                    seen.add(id(leaf))
-                    yield leaf
+        for leaf in store.leaves(list(self._param_names)):
+            if leaf is not None and id(leaf) not in seen:
+                seen.add(id(leaf))
+                yield leaf
         for part in (self.model, self.guide):
             if isinstance(part, torch.nn.Module):
                 for p in part.parameters(recurse):
@@ -74,16 +72,35 @@ class ELBOModule(torch.nn.Module):
 
 
 class ELBO:
-    """Common options of the estimators.
+    """The base of every estimator: common options and the pipeline.
 
     :param num_particles: samples per gradient estimate.
     :param max_plate_nesting: how many plate dims model/guide use (guessed from one run
         if needed and not given).
     :param vectorize_particles: draw all particles at once in one extra outer plate
-        (no Python loop).
-    :param strict_enumeration_warning: warn when enumeration is requested but unused.
+        (no Python loop); with one particle there is nothing to vectorize and no plate.
+    :param strict_enumeration_warning: warn when sites ask for enumeration that this
+        estimator does not do (or, for enumerating estimators, when none is asked for).
+    :param ignore_jit_warnings: for the ``Jit*`` variants: drop the tracer's warnings.
+    :param jit_options: for the ``Jit*`` variants: keyword arguments of ``torch.jit.trace``.
     :param retain_graph: passed to ``backward``.
+    :param tail_adaptive_beta: the exponent of Pyro's ``TraceTailAdaptive_ELBO``, in
+        ``[-1, 0)``; stored for it, unused by the other estimators.
+
+    What a subclass declares (class attributes):
+
+    * ``graph_type``: ``"flat"``, or ``"dense"`` for traces with an edge from every
+      earlier sample site to every later one (dependency tracking).
+    * ``log_probs``: the model log-probs ``particle`` reads: ``"elementwise"``
+      (``site["log_prob"]``), ``"sums"`` (``site["log_prob_sum"]`` only, computed
+      without the per-element tensor where a distribution can), or ``"auto"`` (sums
+      when no guide site has a score-function term).
+    * ``enumerates``: whether the estimator sums out sites marked for enumeration.
     """
+
+    graph_type = "flat"
+    log_probs = "auto"
+    enumerates = False
 
     def __init__(
         self,
@@ -101,6 +118,10 @@ class ELBO:
             max_plate_nesting = max_iarange_nesting
         if not isinstance(num_particles, int) or num_particles < 1:
             raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
+        if not -1.0 <= tail_adaptive_beta < 0.0:
+            raise ValueError(
+                f"tail_adaptive_beta must lie in [-1, 0), got {tail_adaptive_beta!r}"
+            )
         self.num_particles = num_particles
         self.max_plate_nesting = max_plate_nesting
         self.vectorize_particles = vectorize_particles
@@ -109,120 +130,180 @@ class ELBO:
         self.jit_options = jit_options
         self.retain_graph = retain_graph
         self.tail_adaptive_beta = tail_adaptive_beta
+        # The traces of the latest eager particle, to name the culprit of a bad step.
+        self.last_traces: Optional[TracePair] = None
         # Structures already validated: validation runs once per model/guide structure.
         self._validated: set = set()
         self._last_key: Optional[tuple] = None
-        self._last_traces: Optional[Tuple[Trace, Trace]] = None
+        self._plans: Dict[Hashable, Any] = {}
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         return ELBOModule(model, guide, self)
 
-    # --- traces ------------------------------------------------------------------
+    @property
+    def vectorized(self) -> bool:
+        """Whether particles are drawn at once, in one plate (more than one particle)."""
+        return self.vectorize_particles and self.num_particles > 1
+
+    # --- what an estimator implements ---------------------------------------------------
+
+    def wrap(self, model: Callable, guide: Callable) -> Tuple[Callable, Callable]:
+        """Extra handlers around model and guide (enumeration); the identity here."""
+        return model, guide
+
+    def plan(self, model_trace: Trace, guide_trace: Trace) -> Any:
+        """Work that depends only on the traces' structure; cached per structure."""
+        return None
+
+    def particle(self, plan: Any, model_trace: Trace, guide_trace: Trace) -> Any:
+        """The tensor math of one particle (or of all, vectorized): what ``combine`` reads.
+
+        The default ``combine`` reads ``(loss, surrogate)``: the detached -ELBO and a
+        tensor whose gradient is the gradient estimate.
+        """
+        raise NotImplementedError
+
+    def combine(self, results: List[Any]) -> Tuple[Any, Any]:
+        """Merge the particles' results into ``(loss, surrogate)``: their mean.
+
+        ``results`` holds one entry per sequential particle, or a single entry holding
+        the sum over all vectorized particles.
+        """
+        if self.num_particles == 1:
+            return results[0]
+        loss, surrogate = results[0]
+        same = surrogate is loss
+        for particle_loss, particle_surrogate in results[1:]:
+            same = same and particle_surrogate is particle_loss
+            loss = loss + particle_loss
+            surrogate = loss if same else surrogate + particle_surrogate
+        loss = loss / self.num_particles
+        return loss, (loss if same else surrogate / self.num_particles)
+
+    def after_update(self, applied: Optional[torch.Tensor] = None) -> None:
+        """Called by SVI after each applied optimizer step (state kept between steps,
+        e.g. baselines). ``applied`` is None, or a bool tensor saying on the device
+        whether the step was applied (then update state only where it is True)."""
+
+    # --- the trace source ---------------------------------------------------------------
+
+    def get_traces(self, model: Callable, guide: Callable, args, kwargs) -> Iterator[TracePair]:
+        """Every (model_trace, guide_trace) pair of one estimate, log-probs computed."""
+        model, guide = self.wrap(model, guide)
+        if self.vectorized:
+            if self.max_plate_nesting == float("inf"):
+                self.max_plate_nesting = self._guess_max_plate_nesting(model, guide, args, kwargs)
+            size, dim = self.num_particles, -1 - self.max_plate_nesting
+            model = vectorize(model, PARTICLE_PLATE, size, dim)
+            guide = vectorize(guide, PARTICLE_PLATE, size, dim)
+            yield self._trace_pair(model, guide, args, kwargs)
+            return
+        for _ in range(self.num_particles):
+            yield self._trace_pair(model, guide, args, kwargs)
+
+    def run_pair(self, model: Callable, guide: Callable, args, kwargs) -> TracePair:
+        """One guide run and the model replayed against it, pruned, with log-probs."""
+        guide_trace = run_traced(guide, args, kwargs, graph_type=self.graph_type)
+        model_trace = run_traced(
+            model, args, kwargs, replay_trace=guide_trace, graph_type=self.graph_type
+        )
+        # Both traces are this step's own: prune in place rather than copy them.
+        prune_subsample_sites_(guide_trace)
+        prune_subsample_sites_(model_trace)
+        self.last_traces = (model_trace, guide_trace)
+        guide_trace.compute_score_parts()
+        needs = self.log_probs
+        if needs == "auto":
+            # The loss reads only the model's per-site sums; score-function costs need the
+            # per-element log-probs (Rao-Blackwellization by plates).
+            needs = "sums" if _all_reparameterized(guide_trace) else "elementwise"
+        if needs == "sums":
+            model_trace.compute_log_prob_sums()
+        else:
+            model_trace.compute_log_prob()
+        return model_trace, guide_trace
+
+    def _trace_pair(self, model, guide, args, kwargs) -> TracePair:
+        """Validation (torch's argument/support checks, model-guide matching, site
+        shapes) runs in full for each new model/guide structure; once a structure has
+        passed, its later steps skip it (a non-finite loss is still caught by SVI and
+        traced to its site). A changed structure is re-run with checks on.
+        """
+        validate = is_validation_enabled()
+        if validate and self._last_key in self._validated:
+            with validation_disabled():
+                pair = self.run_pair(model, guide, args, kwargs)
+            if _names_key(*pair) in self._validated:
+                return pair
+        pair = self.run_pair(model, guide, args, kwargs)
+        if validate:
+            self._validate(*pair)
+        return pair
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs) -> int:
         with torch.no_grad(), BlockMessenger():
             guide_trace = run_traced(guide, args, kwargs)
             model_trace = run_traced(model, args, kwargs, replay_trace=guide_trace)
-        return _max_plate_nesting_of(model_trace, guide_trace)
-
-    def _vectorized(self, fn: Callable) -> Callable:
-        num_particles, dim = self.num_particles, -1 - self.max_plate_nesting
-
-        def wrapped(*args, **kwargs):
-            with PlateMessenger("num_particles_vectorized", num_particles, dim=dim):
-                return fn(*args, **kwargs)
-
-        return wrapped
-
-    def _get_trace(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
-        """One (model_trace, guide_trace) pair with log-probs computed.
-
-        Validation (torch's argument/support checks, model-guide matching, site
-        shapes) runs in full for each new model/guide structure; once a structure
-        has passed, its later steps skip it (a non-finite loss is still caught by
-        SVI and traced to its site). A changed structure is re-run with checks on.
-        """
-        validate = is_validation_enabled()
-        if validate and self._last_key in self._validated:
-            with validation_disabled():
-                model_trace, guide_trace = self._run_pair(model, guide, args, kwargs)
-            if self._structure_key(model_trace, guide_trace) in self._validated:
-                return model_trace, guide_trace
-        model_trace, guide_trace = self._run_pair(model, guide, args, kwargs)
-        if validate:
-            self._validate(model_trace, guide_trace)
-        return model_trace, guide_trace
-
-    def _run_pair(self, model, guide, args, kwargs) -> Tuple[Trace, Trace]:
-        guide_trace = run_traced(guide, args, kwargs)
-        model_trace = run_traced(model, args, kwargs, replay_trace=guide_trace)
-        # Both traces are this step's own: prune in place rather than copy them.
-        prune_subsample_sites_(guide_trace)
-        prune_subsample_sites_(model_trace)
-        self._last_traces = (model_trace, guide_trace)
-        self._compute_log_probs(model_trace, guide_trace)
-        return model_trace, guide_trace
-
-    @staticmethod
-    def _structure_key(model_trace: Trace, guide_trace: Trace) -> tuple:
-        return tuple(model_trace.nodes), tuple(guide_trace.nodes)
-
-    def _compute_log_probs(self, model_trace: Trace, guide_trace: Trace) -> None:
-        guide_trace.compute_score_parts()
-        if _all_reparameterized(guide_trace):
-            # The loss reads only the model's per-site sums; score-function costs need the
-            # per-element log-probs (Rao-Blackwellization by plates).
-            model_trace.compute_log_prob_sums()
-        else:
-            model_trace.compute_log_prob()
+        return max_plate_nesting_of(model_trace, guide_trace)
 
     def _validate(self, model_trace: Trace, guide_trace: Trace) -> None:
-        key = self._structure_key(model_trace, guide_trace)
+        key = _names_key(model_trace, guide_trace)
         self._last_key = key
         if key in self._validated:
             return
         check_model_guide_match(model_trace, guide_trace)
         nesting = None if self.max_plate_nesting == float("inf") else self.max_plate_nesting
         if nesting is None:
-            nesting = _max_plate_nesting_of(model_trace, guide_trace)
-        if self.vectorize_particles:
+            nesting = max_plate_nesting_of(model_trace, guide_trace)
+        if self.vectorized:
             nesting += 1
         for trace in (model_trace, guide_trace):
             for site in trace.nodes.values():
                 if site["type"] == "sample":
                     check_site_shape(site, nesting)
+        if self.strict_enumeration_warning and not self.enumerates:
+            self._warn_unused_enumeration(model_trace, guide_trace)
         self._validated.add(key)
 
-    def _get_traces(self, model, guide, args, kwargs) -> Iterator[Tuple[Trace, Trace]]:
-        if self.vectorize_particles and self.num_particles > 1:
-            if self.max_plate_nesting == float("inf"):
-                self.max_plate_nesting = self._guess_max_plate_nesting(model, guide, args, kwargs)
-            yield self._get_trace(self._vectorized(model), self._vectorized(guide), args, kwargs)
-        else:
-            for _ in range(self.num_particles):
-                yield self._get_trace(model, guide, args, kwargs)
+    def _warn_unused_enumeration(self, model_trace: Trace, guide_trace: Trace) -> None:
+        marked = sorted(
+            name
+            for trace in (model_trace, guide_trace)
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and site["infer"].get("enumerate")
+        )
+        if marked:
+            name = type(self).__name__
+            warn_once(
+                ("enumeration_unused", name, tuple(marked)),
+                f"{name} does not enumerate, but sites {marked} are marked with "
+                "infer={'enumerate': ...}: they are sampled instead. Use TraceEnum_ELBO to "
+                "sum them out, or pass strict_enumeration_warning=False to silence this.",
+            )
 
-    # --- losses --------------------------------------------------------------------
+    # --- the pipeline -------------------------------------------------------------------
 
-    def _particle_loss(self, model_trace: Trace, guide_trace: Trace):
-        """(detached -ELBO, surrogate loss) of one particle (or all vectorized ones)."""
-        raise NotImplementedError
+    def loss_and_surrogate(self, model: Callable, guide: Callable, args, kwargs):
+        """(detached -ELBO, surrogate): the estimate and what its gradient is taken of."""
+        needs_plan = type(self).plan is not ELBO.plan
+        results = []
+        for model_trace, guide_trace in self.get_traces(model, guide, args, kwargs):
+            plan = self._plan_for(model_trace, guide_trace) if needs_plan else None
+            results.append(self.particle(plan, model_trace, guide_trace))
+        return self.combine(results)
 
-    def _loss_and_surrogate(self, model, guide, args, kwargs):
-        if self.num_particles == 1:
-            return self._particle_loss(*self._get_trace(model, guide, args, kwargs))
-        loss, surrogate = 0.0, 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            particle_loss, particle_surrogate = self._particle_loss(model_trace, guide_trace)
-            loss = loss + particle_loss
-            surrogate = surrogate + particle_surrogate
-        if self.num_particles > 1:
-            loss, surrogate = loss / self.num_particles, surrogate / self.num_particles
-        return loss, surrogate
+    def _plan_for(self, model_trace: Trace, guide_trace: Trace) -> Any:
+        key = structure_key(model_trace, guide_trace)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self.plan(model_trace, guide_trace)
+        return plan
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """-ELBO as a tensor whose gradient is the estimator's gradient."""
-        loss, surrogate = self._loss_and_surrogate(model, guide, args, kwargs)
+        loss, surrogate = self.loss_and_surrogate(model, guide, args, kwargs)
         if not isinstance(surrogate, torch.Tensor) or not surrogate.requires_grad:
             return loss if isinstance(loss, torch.Tensor) else torch.tensor(loss)
         if surrogate is loss:
@@ -232,21 +313,37 @@ class ELBO:
     def loss(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate, no gradients."""
         with torch.no_grad():
-            loss, _ = self._loss_and_surrogate(model, guide, args, kwargs)
+            loss, _ = self.loss_and_surrogate(model, guide, args, kwargs)
         return float(loss)
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate; accumulates the gradient estimate into the params' ``.grad``."""
-        return float(self._backward(model, guide, args, kwargs))
+        return float(self.backward(model, guide, args, kwargs))
 
-    def _backward(self, model, guide, args, kwargs) -> torch.Tensor:
+    def backward(self, model, guide, args, kwargs) -> torch.Tensor:
         """Backpropagate the surrogate; return the detached loss tensor (no host sync)."""
-        loss, surrogate = self._loss_and_surrogate(model, guide, args, kwargs)
+        loss, surrogate = self.loss_and_surrogate(model, guide, args, kwargs)
         if isinstance(surrogate, torch.Tensor) and surrogate.requires_grad:
             surrogate.backward(retain_graph=self.retain_graph)
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(float(loss))
         return loss.detach()
+
+
+def structure_key(model_trace: Trace, guide_trace: Trace) -> tuple:
+    """What a plan depends on: each sample site's name and plates, in both traces."""
+    return tuple(
+        tuple(
+            (name, site["cond_indep_stack"])
+            for name, site in trace.nodes.items()
+            if site["type"] == "sample"
+        )
+        for trace in (model_trace, guide_trace)
+    )
+
+
+def _names_key(model_trace: Trace, guide_trace: Trace) -> tuple:
+    return tuple(model_trace.nodes), tuple(guide_trace.nodes)
 
 
 def _all_reparameterized(guide_trace: Trace) -> bool:
@@ -255,3 +352,17 @@ def _all_reparameterized(guide_trace: Trace) -> bool:
         if site["type"] == "sample" and not is_identically_zero(site["score_parts"][1]):
             return False
     return True
+
+
+def sum_terms(terms: list):
+    """``terms[0] + terms[1] + ...``, without a ``0.0 +`` start (one op fewer); 0.0 for none."""
+    if not terms:
+        return 0.0
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def detach(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value

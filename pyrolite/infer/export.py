@@ -11,13 +11,13 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from ..params.param_store import _PARAM_STORE
+from ..params.param_store import get_param_store
 from ..poutine.block_messenger import BlockMessenger
-from ..poutine.plate_messenger import PlateMessenger
+from ..poutine.param_leaves_messenger import ParamLeavesMessenger
+from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import TraceMessenger, run_traced
+from ..poutine.util import max_plate_nesting_of
 from ..util import validation_disabled
-from .compiled_step import _LeafParams
-from .elbo import _max_plate_nesting_of
 
 
 class _DirichletDraw:
@@ -63,9 +63,9 @@ class _GuideSampler(torch.nn.Module):
     def forward(self, *inputs):
         values = {n: getattr(self, f"param_{i}") for i, n in enumerate(self._param_names)}
         tracer = TraceMessenger()
-        with tracer, _LeafParams(values, dict.fromkeys(values)):
-            with PlateMessenger("_num_samples", self._num_samples, dim=self._particle_dim):
-                self._guide[0](*inputs)
+        guide = vectorize(self._guide[0], "_num_samples", self._num_samples, self._particle_dim)
+        with tracer, ParamLeavesMessenger(values):
+            guide(*inputs)
         nodes = tracer.trace.nodes
         return {
             name: nodes[name]["value"].reshape(self._num_samples, *shape)
@@ -113,9 +113,10 @@ def export_guide(
         trace = run_traced(guide, example_args, {})
     params: Dict[str, torch.Tensor] = {}
     sites: List[Tuple[str, tuple]] = []
+    store = get_param_store()
     for name, site in trace.nodes.items():
         if site["type"] == "param":
-            params[name] = _PARAM_STORE[name].detach() if name in _PARAM_STORE else site["value"]
+            params[name] = store[name].detach() if name in store else site["value"]
         elif (
             site["type"] == "sample"
             and not site["is_observed"]
@@ -124,7 +125,7 @@ def export_guide(
             sites.append((name, tuple(site["value"].shape)))
     if not sites:
         raise ValueError("export_guide: the guide has no latent sample sites to draw")
-    particle_dim = -1 - _max_plate_nesting_of(trace)
+    particle_dim = -1 - max_plate_nesting_of(trace)
     sampler = _GuideSampler(guide, params, sites, num_samples, particle_dim)
     with torch.no_grad(), validation_disabled(), _traceable_dirichlet(), warnings.catch_warnings():
         # Constants folded into the trace are exactly the point here (baked-in values), and

@@ -105,7 +105,7 @@ def vectorized_importance_weights(model: Callable, guide: Callable, *args, **kwa
     >>> log_w.shape
     torch.Size([1000])
     """
-    from ..poutine.plate_messenger import PlateMessenger
+    from ..poutine.plate_messenger import vectorize
 
     num_samples = kwargs.pop("num_samples", 1)
     if "max_plate_nesting" not in kwargs:
@@ -114,13 +114,7 @@ def vectorized_importance_weights(model: Callable, guide: Callable, *args, **kwa
     normalized = kwargs.pop("normalized", False)
 
     def vectorized(fn):
-        def run(*args, **kwargs):
-            with PlateMessenger(
-                "num_particles_vectorized", num_samples, dim=-1 - max_plate_nesting
-            ):
-                return fn(*args, **kwargs)
-
-        return run
+        return vectorize(fn, "num_particles_vectorized", num_samples, -1 - max_plate_nesting)
 
     with torch.no_grad():
         guide_trace = run_traced(vectorized(guide), args, kwargs)

@@ -1,18 +1,18 @@
-"""The ``Jit*`` estimators: an ELBO whose loss computation is traced by TorchScript.
+"""The ``Jit*`` estimators, all made by one factory: ``jit_variant(EstimatorClass)``.
 
-``JitMixin`` compiles ``_loss_and_surrogate`` (per model/guide pair) with
-``pyrolite.ops.jit.trace``, so ``loss``, ``loss_and_grads``, ``differentiable_loss``
-and ``SVI`` run the graph, with the very numbers of the eager estimator it is mixed into.
+The variant compiles the estimator's ``loss_and_surrogate`` (per model/guide pair) with
+``pyrolite.ops.jit.trace``, so ``loss``, ``loss_and_grads``, ``differentiable_loss`` and
+``SVI`` run the graph, with the very numbers of the eager estimator it comes from.
 """
 
 from typing import Callable, Dict, Tuple
 
 from ..ops.jit import CompiledFunction, trace
-from .trace_elbo import Trace_ELBO
+from .elbo import ELBO
 
 
 class JitMixin:
-    """Mix in before an ELBO class: ``class JitX(JitMixin, X)`` is X, compiled.
+    """Mixed in before an ELBO class by :func:`jit_variant`: the class, compiled.
 
     Model and guide need static structure (the same sites and params on every
     call); tensors must come in as arguments, and the other arguments are frozen into
@@ -20,12 +20,12 @@ class JitMixin:
     some signature runs eagerly for it, after one ``JitFallbackWarning``.
     """
 
-    def _loss_and_surrogate(self, model, guide, args, kwargs):
+    def loss_and_surrogate(self, model, guide, args, kwargs):
         compiled_fns: Dict[Tuple[Callable, Callable], CompiledFunction]
         compiled_fns = self.__dict__.setdefault("_compiled_fns", {})
         compiled = compiled_fns.get((model, guide))
         if compiled is None:
-            eager = super()._loss_and_surrogate
+            eager = super().loss_and_surrogate
 
             def loss_and_surrogate(*args, **kwargs):
                 return eager(model, guide, args, kwargs)
@@ -42,14 +42,20 @@ class JitMixin:
             compiled_fns[(model, guide)] = compiled
         result = compiled(*args, **kwargs)
         # The traces of the tracing run are stale after it; don't report from them.
-        self._last_traces = None
+        self.last_traces = None
         return result
 
+    @property
+    def compile_count(self) -> int:
+        """How many graphs this estimator traced (over all model/guide pairs)."""
+        return sum(f.compile_count for f in self.__dict__.get("_compiled_fns", {}).values())
 
-class JitTrace_ELBO(JitMixin, Trace_ELBO):
-    """``Trace_ELBO`` with its loss computation compiled by ``torch.jit.trace``.
+
+def jit_variant(elbo_class: type) -> type:
+    """``Jit<Name>``: ``elbo_class`` with its loss computation compiled by ``torch.jit.trace``.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite.infer import Trace_ELBO
     >>> pyrolite.clear_param_store()
     >>> def model(x):
     ...     z = pyrolite.sample("z", dist.Normal(0.0, 1.0))
@@ -58,9 +64,24 @@ class JitTrace_ELBO(JitMixin, Trace_ELBO):
     >>> def guide(x):
     ...     loc = pyrolite.param("loc", torch.tensor(0.0))
     ...     pyrolite.sample("z", dist.Normal(loc, 1.0))
+    >>> JitTrace_ELBO = jit_variant(Trace_ELBO)
     >>> elbo, x = JitTrace_ELBO(), torch.zeros(4)
     >>> pyrolite.set_rng_seed(0); compiled = [elbo.loss(model, guide, x) for _ in range(2)]
     >>> pyrolite.set_rng_seed(0); eager = [Trace_ELBO().loss(model, guide, x) for _ in range(2)]
-    >>> torch.allclose(torch.tensor(compiled), torch.tensor(eager))
-    True
+    >>> torch.allclose(torch.tensor(compiled), torch.tensor(eager)), elbo.compile_count
+    (True, 1)
     """
+    if not (isinstance(elbo_class, type) and issubclass(elbo_class, ELBO)):
+        raise TypeError(f"jit_variant needs an ELBO subclass, got {elbo_class!r}")
+    name = f"Jit{elbo_class.__name__}"
+    doc = (
+        f"``{elbo_class.__name__}`` with its loss computation compiled by "
+        "``torch.jit.trace`` (see :class:`JitMixin` for what the model and guide need)."
+    )
+    return type(name, (JitMixin, elbo_class), {"__doc__": doc, "__module__": __name__})
+
+
+# Every Jit* estimator is made here, by the factory, from its eager class.
+from .trace_elbo import Trace_ELBO  # noqa: E402
+
+JitTrace_ELBO = jit_variant(Trace_ELBO)

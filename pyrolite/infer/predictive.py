@@ -15,7 +15,7 @@ import torch
 
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.condition_messenger import ConditionMessenger
-from ..poutine.plate_messenger import PlateMessenger
+from ..poutine.plate_messenger import vectorize
 from ..poutine.replay_messenger import ReplayMessenger
 from ..poutine.trace_messenger import TraceHandler, TraceMessenger
 from ..poutine.trace_struct import Trace
@@ -251,11 +251,7 @@ class Predictive(torch.nn.Module):
         n = self.num_samples
 
         def vectorized(fn):
-            def run(*args, **kwargs):
-                with PlateMessenger(_VECTORIZE_PLATE, n, dim=dim):
-                    return fn(*args, **kwargs)
-
-            return run
+            return vectorize(fn, _VECTORIZE_PLATE, n, dim)
 
         if self.guide is not None:
             tracer = TraceMessenger()

@@ -5,38 +5,33 @@ are handed to the optimizer, and their grads are cleared. A step that fails (an
 exception, or a non-finite loss) leaves the ParamStore and optimizer untouched.
 """
 
-import math
-import random
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..optim import PyroOptim
-from ..params.param_store import _PARAM_STORE
+from ..params.param_store import get_param_store
 from ..params.serialization import load_weights_only, save_atomic
 from ..poutine.block_messenger import BlockMessenger
-from ..poutine.messenger import Messenger
-from ..poutine.runtime import Message
 from ..poutine.trace_messenger import run_traced
-from ..util import validation_disabled
+from ..util import get_rng_state, set_rng_state, validation_disabled
 from .abstract_infer import TracePosterior
 from .compiled_step import CompiledStep
 from .elbo import ELBO
+from .step_engine import EagerStep, StepHooks, StepLedger
 
 CHECKPOINT_FORMAT = "pyrolite.svi.checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class ParamCollector(Messenger):
-    """Remember the names of the params read while active (in first-read order)."""
+class CompileInfo(NamedTuple):
+    """What ``SVI(compile=True)`` did: whether it is on, how many graphs it compiled, and
+    why some steps ran eagerly."""
 
-    def __enter__(self):
-        self.names: Dict[str, None] = {}
-        return super().__enter__()
-
-    def _pyro_post_param(self, msg: Message) -> None:
-        self.names[msg["name"]] = None
+    enabled: bool
+    compiled_graphs: int
+    fallback_reasons: Tuple[str, ...]
 
 
 class SVIRunResult(NamedTuple):
@@ -60,7 +55,11 @@ class SVI(TracePosterior):
     :param compile: take each step as one ``torch.compile``-d graph (loss, gradients and
         Adam/SGD/ClippedAdam update) after one eager step per new argument shape; True,
         or a dict of ``torch.compile`` options. Falls back to eager, with a warning, where
-        the step cannot be compiled. See :mod:`pyrolite.infer.compiled_step`.
+        the step cannot be compiled. See :mod:`pyrolite.infer.compiled_step`;
+        ``svi.compile_info`` says what compiled.
+    :param hooks: a :class:`~pyrolite.infer.step_engine.StepHooks` whose methods run at
+        fixed points of every step (gradient reduction, the finite verdict, after the
+        update), eager and compiled alike.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> from pyrolite.infer import SVI, Trace_ELBO
@@ -91,6 +90,7 @@ class SVI(TracePosterior):
         num_samples: int = 0,
         num_steps: int = 0,
         compile: Union[bool, Dict[str, Any]] = False,
+        hooks: Optional[StepHooks] = None,
         **kwargs,
     ):
         if not isinstance(optim, PyroOptim):
@@ -100,18 +100,20 @@ class SVI(TracePosterior):
             raise TypeError(f"optim must be a pyrolite.optim.PyroOptim{hint}, got {optim!r}")
         if not (isinstance(loss, ELBO) or callable(loss)):
             raise TypeError(f"loss must be an ELBO (e.g. Trace_ELBO()) or a callable, got {loss!r}")
+        if hooks is not None and not isinstance(hooks, StepHooks):
+            raise TypeError(f"hooks must be a pyrolite.infer.StepHooks, got {hooks!r}")
         super().__init__(**kwargs)
         self.model, self.guide, self.optim = model, guide, optim
         self.num_samples, self.num_steps = num_samples, num_steps
         self.step_count = 0
         self.skipped_steps = 0
-        if isinstance(loss, ELBO):
+        self.hooks = hooks if hooks is not None else StepHooks()
+        #: The ELBO when ``loss`` is one (None for a plain callable loss).
+        self.elbo: Optional[ELBO] = loss if isinstance(loss, ELBO) else None
+        if self.elbo is not None:
             self.loss = loss.loss
-            self._backward = lambda args, kwargs: loss._backward(model, guide, args, kwargs)
-            self._elbo: Optional[ELBO] = loss
         else:
             self.loss = loss
-            self._elbo = None
             if loss_and_grads is None:
 
                 def loss_and_grads(model, guide, *args, **kwargs):
@@ -119,16 +121,40 @@ class SVI(TracePosterior):
                     value.backward()
                     return value
 
-            self._backward = lambda args, kwargs: torch.as_tensor(
-                loss_and_grads(model, guide, *args, **kwargs)
-            ).detach()
         self.loss_and_grads = loss_and_grads
-        self._collector = ParamCollector()
         self._step_args = None
+        self._eager = EagerStep(self)
         # compile=True (or torch.compile options): see pyrolite.infer.compiled_step.
-        self._compiled_step = (
-            CompiledStep(self, compile if isinstance(compile, dict) else None) if compile else None
+        self._compiled = (
+            CompiledStep(self, self._eager, compile if isinstance(compile, dict) else None)
+            if compile
+            else None
         )
+
+    # --- the interface the step engines use ------------------------------------------
+
+    def backward(self, *args, **kwargs) -> torch.Tensor:
+        """Compute the loss and backpropagate its gradient estimate; the detached loss."""
+        if self.elbo is not None:
+            return self.elbo.backward(self.model, self.guide, args, kwargs)
+        value = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        return torch.as_tensor(value).detach()
+
+    def after_update(self, applied: Optional[torch.Tensor]) -> None:
+        """Run the hooks that follow an update (see ``ELBO.after_update``)."""
+        self.hooks.after_update(applied)
+        if self.elbo is not None:
+            self.elbo.after_update(applied)
+            # Kept only to name a culprit; holding them would keep this step's largest
+            # tensors alive into the next step.
+            self.elbo.last_traces = None
+
+    @property
+    def compile_info(self) -> CompileInfo:
+        """What ``compile=True`` did so far (``enabled`` is False without it)."""
+        if self._compiled is None:
+            return CompileInfo(False, 0, ())
+        return CompileInfo(True, self._compiled.num_compiled, self._compiled.fallback_reasons)
 
     # --- one step ------------------------------------------------------------------
 
@@ -136,56 +162,37 @@ class SVI(TracePosterior):
         """Take one gradient step; returns the loss estimate (-ELBO) before the step."""
         return self._step(args, kwargs, stable_update=False, check_finite=True).item()
 
-    def _step(self, args, kwargs, stable_update: bool, check_finite: bool) -> torch.Tensor:
+    def _step(
+        self,
+        args,
+        kwargs,
+        stable_update: bool,
+        check_finite: bool,
+        ledger: Optional[StepLedger] = None,
+    ) -> torch.Tensor:
         self._step_args = (args, kwargs)  # for naming the culprit if the loss is not finite
         try:
-            if self._compiled_step is not None:
-                loss = self._compiled_step(args, kwargs, stable_update, check_finite)
+            if self._compiled is not None:
+                loss = self._compiled(args, kwargs, stable_update, check_finite, ledger)
                 if loss is not None:
                     return loss
-            return self._eager_step(args, kwargs, stable_update, check_finite)
+            return self._eager(args, kwargs, stable_update, check_finite, ledger)
         finally:
             self._step_args = None
 
-    def _eager_step(self, args, kwargs, stable_update: bool, check_finite: bool) -> torch.Tensor:
-        params: List[torch.Tensor] = []
-        try:
-            with self._collector:
-                loss = self._backward(args, kwargs)
-            store = _PARAM_STORE
-            params = [store.unconstrained(n) for n in self._collector.names if n in store]
-            if stable_update:
-                if not _all_finite(loss, params):
-                    self.skipped_steps += 1
-                    return loss
-            elif check_finite and not math.isfinite(loss.item()):
-                raise FloatingPointError(self._nonfinite_message(loss, params))
-            self.optim(params)
-            self.step_count += 1
-            if self._elbo is not None:
-                # Kept only to name a culprit; holding them would keep this step's
-                # largest tensors alive into the next step.
-                self._elbo._last_traces = None
-            return loss
-        finally:
-            if not params:
-                store = _PARAM_STORE
-                params = [store.unconstrained(n) for n in self._collector.names if n in store]
-            for p in params:
-                p.grad = None
-
-    def _nonfinite_message(self, loss: torch.Tensor, params: List[torch.Tensor]) -> str:
-        """Name the first param or site whose value or log-prob is not finite."""
+    def describe_nonfinite(self, loss: float) -> str:
+        """Why the latest step's loss is not finite: the first param or site that is not."""
+        store = get_param_store()
         culprit = None
-        for name in self._collector.names:
-            if name in _PARAM_STORE and not bool(torch.isfinite(_PARAM_STORE[name]).all()):
+        for name in self._eager.param_names:
+            if name in store and not bool(torch.isfinite(store[name]).all()):
                 culprit = f"param '{name}' has non-finite values"
                 break
-        traces = self._elbo._last_traces if self._elbo is not None else None
+        traces = self.elbo.last_traces if self.elbo is not None else None
         rerun = ""
-        if culprit is None and traces is None and self._elbo is not None and self._step_args:
-            # A compiled step leaves no traces: look again with one eager run (same RNG
-            # state as the failed step, restored afterwards).
+        if culprit is None and traces is None and self.elbo is not None and self._step_args:
+            # A compiled or deferred step leaves no traces: look again with one eager run
+            # (from the current RNG state, restored afterwards).
             traces, rerun = self._eager_traces(*self._step_args), " (found by an eager re-run)"
         if culprit is None and traces is not None:
             model_trace, guide_trace = traces
@@ -204,21 +211,21 @@ class SVI(TracePosterior):
                     break
         where = culprit or "no single site is non-finite (the sum overflowed)"
         return (
-            f"SVI step {self.step_count}: loss is {loss.item()}; {where}. The step was not "
+            f"SVI step {self.step_count}: loss is {loss}; {where}. The step was not "
             "applied, so params and optimizer state are unchanged. Fixes: lower the learning "
             "rate, constrain scales (constraint=constraints.positive), check the data, or pass "
             "stable_update=True to fit() to skip such steps."
         )
 
     def _eager_traces(self, args, kwargs):
-        state = torch.get_rng_state()
+        state = get_rng_state()
         try:
             with torch.no_grad(), BlockMessenger(), validation_disabled():
-                return self._elbo._run_pair(self.model, self.guide, args, kwargs)
+                return self.elbo.run_pair(self.model, self.guide, args, kwargs)
         except Exception:  # noqa: BLE001 - diagnosis is best effort; the error stands
             return None
         finally:
-            torch.set_rng_state(state)
+            set_rng_state(state)
 
     def evaluate_loss(self, *args, **kwargs) -> float:
         """The loss estimate, without gradients or a step."""
@@ -239,40 +246,44 @@ class SVI(TracePosterior):
     ) -> SVIRunResult:
         """Run ``num_steps`` steps (NumPyro's ``svi.run``); returns params and every loss.
 
-        The progress bar shows the first loss and the running average. On a GPU the
-        losses stay on the device and are fetched in batches (no sync every step).
-        ``stable_update`` skips steps whose loss or grads are not finite.
+        The progress bar shows the first loss and the running average. Losses and each
+        step's finite verdict stay on the device and are read in batches of steps (one
+        host transfer per batch, not per step): a non-finite step is masked on the device
+        (with fused optimizers and the compiled step; others are checked per step), and
+        every step after it too, so the error raised at the batch's end leaves params and
+        optimizer state as they were before it. ``stable_update`` skips such steps instead.
         """
         from tqdm.auto import tqdm
 
+        store = get_param_store()
         if init_params:
             for name, value in init_params.items():
-                _PARAM_STORE[name] = value
-        losses: List[torch.Tensor] = []
-        pending: List[torch.Tensor] = []
+                store[name] = value
+        losses = []
         batch = max(1, min(100, num_steps // 50))
+        ledger = StepLedger(stable_update)
         init_loss = None
+        window = max(batch, num_steps // 20)
         with tqdm(total=num_steps, disable=not progress_bar, mininterval=0.2) as bar:
             for i in range(num_steps):
-                loss = self._step(
-                    args, kwargs, stable_update=stable_update, check_finite=not stable_update
-                )
-                pending.append(loss)
-                if len(pending) == batch or i == num_steps - 1:
-                    fetched = torch.stack(pending).cpu()
-                    losses.append(fetched)
-                    pending = []
-                    if init_loss is None:
-                        init_loss = fetched[0].item()
-                    recent = torch.cat(losses)[-max(batch, num_steps // 20) :]
+                self._step(args, kwargs, stable_update, not stable_update, ledger)
+                if len(ledger) == batch or i == num_steps - 1:
+                    try:
+                        ledger.resolve(self)
+                    finally:
+                        fetched = ledger.take()
+                        losses.append(fetched)
+                    if init_loss is None and len(fetched):
+                        init_loss = float(fetched[0])
+                    recent = np.concatenate(losses)[-window:]
                     bar.set_postfix_str(
                         f"init loss: {init_loss:.4f}, avg. loss [{max(1, i + 2 - len(recent))}-"
-                        f"{i + 1}]: {recent.mean().item():.4f}",
+                        f"{i + 1}]: {recent.mean():.4f}",
                         refresh=False,
                     )
                     bar.update(len(fetched))
-        params = {name: value.detach().clone() for name, value in _PARAM_STORE.items()}
-        all_losses = torch.cat(losses).numpy() if losses else np.zeros(0)
+        params = {name: value.detach().clone() for name, value in store.items()}
+        all_losses = np.concatenate(losses) if losses else np.zeros(0)
         return SVIRunResult(params, {"step": self.step_count}, all_losses)
 
     def run(self, *args, **kwargs) -> "SVI":
@@ -295,9 +306,9 @@ class SVI(TracePosterior):
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "step": self.step_count,
-            "param_store": _PARAM_STORE.get_state(),
+            "param_store": get_param_store().get_state(),
             "optim": self.optim.get_state(),
-            "rng": _get_rng_state(),
+            "rng": get_rng_state(),
         }
 
     def set_state(self, state: Dict[str, Any]) -> None:
@@ -312,15 +323,16 @@ class SVI(TracePosterior):
         missing = {"step", "param_store", "optim", "rng"} - set(state)
         if missing:
             raise ValueError(f"SVI checkpoint is missing {sorted(missing)}")
-        saved_params = _PARAM_STORE.get_state()
+        store = get_param_store()
+        saved_params = store.get_state()
         saved_optim = self.optim.get_state()
         try:
-            _PARAM_STORE.set_state(state["param_store"])
+            store.set_state(state["param_store"])
             self.optim.set_state(state["optim"])
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
         except Exception:
-            _PARAM_STORE.clear()
-            _PARAM_STORE.set_state(saved_params)
+            store.clear()
+            store.set_state(saved_params)
             self.optim.set_state(saved_optim)
             raise
         self.step_count = int(state["step"])
@@ -333,31 +345,3 @@ class SVI(TracePosterior):
         """Restore a state written by ``save``; never executes code from the file."""
         state = load_weights_only(path, map_location=map_location, expected="an SVI checkpoint")
         self.set_state(state)
-
-
-def _all_finite(loss: torch.Tensor, params: List[torch.Tensor]) -> bool:
-    checks = [torch.isfinite(loss).all()]
-    checks += [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
-    return bool(torch.stack(checks).all())
-
-
-def _get_rng_state() -> Dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

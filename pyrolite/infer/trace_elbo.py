@@ -5,11 +5,9 @@ score-function terms ``log q(z) * cost``, where the cost of a site inside plates
 keeps only the terms of the same plate elements (partial Rao-Blackwellization).
 """
 
-import torch
-
 from ..distributions.util import is_identically_zero
 from ..poutine.trace_struct import Trace
-from .elbo import ELBO
+from .elbo import ELBO, detach, sum_terms
 from .util import plate_cost
 
 
@@ -28,7 +26,7 @@ class Trace_ELBO(ELBO):
     0.0
     """
 
-    def _particle_loss(self, model_trace: Trace, guide_trace: Trace):
+    def particle(self, plan, model_trace: Trace, guide_trace: Trace):
         # -ELBO = sum log q - sum log p, summed without a 0.0 start or a final negation:
         # each of those would be one more op (and autograd node) per step.
         model_terms = [
@@ -49,24 +47,10 @@ class Trace_ELBO(ELBO):
             if not is_identically_zero(score_function):
                 cost = plate_cost(model_trace, guide_trace, site["cond_indep_stack"], cost_cache)
                 score_terms.append((cost * score_function).sum())
-        log_p = _sum(model_terms)
-        loss = _sum(guide_terms) - log_p
+        log_p = sum_terms(model_terms)
+        loss = sum_terms(guide_terms) - log_p
         if not score_terms:
             # Fully reparameterized: the surrogate is the loss itself.
             return loss, loss
-        surrogate = _sum(entropy_terms) - log_p - _sum(score_terms)
-        return _detach(loss), surrogate
-
-
-def _sum(terms: list):
-    """``terms[0] + terms[1] + ...``; 0.0 for none."""
-    if not terms:
-        return 0.0
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
-
-
-def _detach(value):
-    return value.detach() if isinstance(value, torch.Tensor) else value
+        surrogate = sum_terms(entropy_terms) - log_p - sum_terms(score_terms)
+        return detach(loss), surrogate

@@ -268,7 +268,7 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
         else:
             with torch.no_grad():
                 leaf.copy_(transform_to(constraint).inv(value.detach()))
-        store = _param_store._PARAM_STORE
+        store = _param_store.get_param_store()
         store_name = store.resolve_name(_join(self._pyro_name, name))
         if store_name in store and store.unconstrained(store_name) is not leaf:
             _adopt_leaf(store, store_name, leaf, constraint)
@@ -314,7 +314,7 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             return transform_to(constraint)(leaf)
         if fullname in context.cache:
             return context.cache[fullname]
-        store = _param_store._PARAM_STORE
+        store = _param_store.get_param_store()
         store_name = store.resolve_name(fullname)
         if store_name in store:
             stored = store.unconstrained(store_name)
@@ -339,7 +339,7 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
         if fullname in context.cache:
             return context.cache[fullname]
         value = primitives.param(fullname, tensor)
-        store = _param_store._PARAM_STORE
+        store = _param_store.get_param_store()
         store_name = store.resolve_name(fullname)
         if store_name in store:
             stored = store.unconstrained(store_name)
@@ -373,7 +373,7 @@ def _init_pyro_fields(module: nn.Module) -> None:
 
 def _adopt_leaf(store, name: str, leaf: torch.Tensor, constraint) -> None:
     """Put the module's own unconstrained tensor in the store, so both share one leaf."""
-    store._install(name, leaf, constraint, _param_store._transform_for(name, constraint))
+    store.adopt(name, leaf, constraint)
 
 
 def pyro_method(fn: Callable) -> Callable:

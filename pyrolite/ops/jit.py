@@ -14,11 +14,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from ..params.param_store import _PARAM_STORE
+from ..params.param_store import get_param_store
 from ..poutine.block_messenger import BlockMessenger
-from ..poutine.messenger import Messenger
-from ..poutine.runtime import _STACK, Message, apply_stack, new_message
-from ..util import validation_disabled
+from ..poutine.param_leaves_messenger import ParamLeavesMessenger
+from ..poutine.param_reads_messenger import ParamReadsMessenger
+from ..poutine.runtime import am_i_wrapped, apply_stack, new_message
+from ..util import get_rng_state, set_rng_state, validation_disabled
 
 __all__ = ["CompiledFunction", "JitFallbackWarning", "trace"]
 
@@ -49,24 +50,14 @@ class _TraceRefused(Exception):
     """The trace was recorded but would not generalize; the message is the reason."""
 
 
-class _ParamReads(Messenger):
-    """Records the params read while active: name -> the first value read."""
-
-    def __init__(self) -> None:
-        self.values: Dict[str, Any] = {}
-
-    def _pyro_post_param(self, msg: Message) -> None:
-        self.values.setdefault(msg["name"], msg["value"])
-
-
 class _Compiled:
     """A traced graph and what a call needs: its params (checked unchanged) and outputs."""
 
-    __slots__ = ("graph", "names", "entries", "leaves", "unflatten", "num_outputs")
+    __slots__ = ("graph", "names", "leaves", "unflatten", "num_outputs")
 
-    def __init__(self, graph, names, entries, leaves, out_spec, num_outputs):
+    def __init__(self, graph, names, leaves, out_spec, num_outputs):
         self.graph = graph
-        self.names, self.entries, self.leaves = names, entries, leaves
+        self.names, self.leaves = names, leaves
         self.num_outputs = num_outputs
         if isinstance(out_spec, tuple) and out_spec[0] is tuple:
             if all(s is _TENSOR for s in out_spec[1]):
@@ -110,8 +101,8 @@ class CompiledFunction:
             return self._compile(key, args, kwargs, tensors)
         if compiled is _EAGER:
             return self.fn(*args, **kwargs)
-        entries = _PARAM_STORE._entries
-        if not all(map(operator.is_, map(entries.get, compiled.names), compiled.entries)):
+        current = get_param_store().leaves(compiled.names)
+        if not all(map(operator.is_, current, compiled.leaves)):
             # A param was removed or replaced (store cleared, loaded, set): trace again.
             return self._compile(key, args, kwargs, tensors)
         try:
@@ -119,7 +110,7 @@ class CompiledFunction:
         except Exception as e:
             self._fall_back(key, f"its compiled graph raised {type(e).__name__}: {e}")
             return self.fn(*args, **kwargs)
-        if _STACK:
+        if am_i_wrapped():
             _announce(compiled.names, flat[compiled.num_outputs :])
         return compiled.unflatten(flat)
 
@@ -132,11 +123,12 @@ class CompiledFunction:
         and its check start from the RNG state the eager run left and restore it, so a
         compiling call draws exactly what an eager call would.
         """
-        reads = _ParamReads()
+        reads = ParamReadsMessenger()
         with BlockMessenger(), reads:
             result = self.fn(*args, **kwargs)
-        names = tuple(n for n in reads.values if n in _PARAM_STORE)
-        rng = _get_rng_state()
+        store = get_param_store()
+        names = tuple(n for n in reads.names if n in store)
+        rng = get_rng_state()
         try:
             self._cache[key] = self._trace(names, args, kwargs, tensors, rng)
             self.compile_count += 1
@@ -145,29 +137,26 @@ class CompiledFunction:
         except Exception as e:
             self._fall_back(key, f"tracing raised {type(e).__name__}: {e}")
         finally:
-            _set_rng_state(rng)
-        if _STACK:
+            set_rng_state(rng)
+        if am_i_wrapped():
             _announce(names, [reads.values[n] for n in names])
         return result
 
     def _trace(self, names, args, kwargs, tensors, rng) -> _Compiled:
-        entries = tuple(_PARAM_STORE._entries[n] for n in names)
-        leaves = tuple(e.leaf for e in entries)
+        store = get_param_store()
+        leaves = store.leaves(names)
+        transforms = {n: store.transform(n) for n in names}
         num_params, fn = len(names), self.fn
         traced_run: Dict[str, Any] = {}
 
         def flat_fn(*inputs):
             call_args, call_kwargs = _rebuild((args, kwargs), iter(inputs[num_params:]))
-            reads = _ParamReads()
-            # pyrolite.param(name) reads entry.leaf: point it at the graph input.
-            for entry, value in zip(entries, inputs[:num_params]):
-                entry.leaf = value
-            try:
-                with validation_disabled(), BlockMessenger(), reads:
+            reads = ParamReadsMessenger()
+            # Every param is read from its graph input, through the store's transform.
+            graph_leaves = dict(zip(names, inputs[:num_params]))
+            with validation_disabled(), BlockMessenger(), reads:
+                with ParamLeavesMessenger(graph_leaves, transforms):
                     out = fn(*call_args, **call_kwargs)
-            finally:
-                for entry, leaf in zip(entries, leaves):
-                    entry.leaf = leaf
             if set(reads.values) != set(names):
                 raise _TraceRefused(
                     f"it read params {sorted(reads.values)} on one run and {sorted(names)} "
@@ -185,11 +174,11 @@ class CompiledFunction:
 
         # The graph and one more eager run, from the same draws, must agree; they don't
         # when the function reads state outside its arguments (globals, Python RNG).
-        _set_rng_state(rng)
+        set_rng_state(rng)
         expected: List[torch.Tensor] = []
         with validation_disabled(), BlockMessenger():
             _flatten_output(fn(*args, **kwargs), expected)
-        _set_rng_state(rng)
+        set_rng_state(rng)
         replayed = graph(*leaves, *tensors)
         for got, want in zip(replayed, expected):
             if got.shape != want.shape or not torch.allclose(
@@ -200,7 +189,7 @@ class CompiledFunction:
                     "arguments, e.g. globals or Python-side randomness)"
                 )
         out_spec, num_outputs = traced_run["out_spec"], traced_run["num_outputs"]
-        return _Compiled(graph, names, entries, leaves, out_spec, num_outputs)
+        return _Compiled(graph, names, leaves, out_spec, num_outputs)
 
     def _check_warnings(self, caught) -> None:
         for w in caught:
@@ -324,23 +313,6 @@ def _unflatten(spec, flat):
 
 def _announce(names: Tuple[str, ...], values) -> None:
     """Show the params read by a compiled call to the outer handlers (e.g. SVI's collector)."""
-    get_param = _PARAM_STORE.get_param
+    get_param = get_param_store().get_param
     for name, value in zip(names, values):
         apply_stack(new_message("param", name, get_param, (name, None, None, None), value=value))
-
-
-# --- random state --------------------------------------------------------------------------
-
-
-def _get_rng_state():
-    cuda = None
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        cuda = torch.cuda.get_rng_state_all()
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(state) -> None:
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state_all(cuda)

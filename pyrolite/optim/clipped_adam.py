@@ -3,11 +3,18 @@
 The torch optimizer behind :func:`pyrolite.optim.ClippedAdam` (Pyro's semantics).
 """
 
-import math
 from typing import Callable, Iterable, Optional, Tuple, Union
 
 import torch
 from torch.optim import Optimizer
+
+from .functional import (
+    UnsupportedRule,
+    UpdateRule,
+    clipped_adam_hyper,
+    clipped_adam_step_size,
+    clipped_adam_update,
+)
 
 
 class ClippedAdam(Optimizer):
@@ -81,28 +88,22 @@ class ClippedAdam(Optimizer):
             if not params:
                 continue
             group["lr"] *= group["lrd"]
-            beta1, beta2 = group["betas"]
-            clip = group["clip_norm"]
+            hyper = clipped_adam_hyper(group)
             for p in params:
-                grad = p.grad.clamp(-clip, clip)
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 state["step"] += 1
-
-                if group["weight_decay"] != 0:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                spread = grad - exp_avg if group["centered_variance"] else grad
-                exp_avg_sq.mul_(beta2).addcmul_(spread, spread, value=1 - beta2)
-
-                denom = exp_avg_sq.sqrt().add_(group["eps"])
-                bias_correction1 = 1 - beta1 ** state["step"]
-                bias_correction2 = 1 - beta2 ** state["step"]
-                step_size = group["lr"] * math.sqrt(bias_correction2) / bias_correction1
-                p.addcdiv_(exp_avg, denom, value=-step_size)
+                step_size = clipped_adam_step_size(group["lr"], state["step"], hyper)
+                state_tensors = (state["exp_avg"], state["exp_avg_sq"])
+                clipped_adam_update(p, p.grad, state_tensors, step_size, hyper)
         return loss
+
+    def functional_rule(self, group: dict, state) -> UpdateRule:
+        """The functional form of :meth:`step` for one param (see ``optim.functional``)."""
+        if not state:
+            raise UnsupportedRule("ClippedAdam state is missing")
+        tensors = [state["exp_avg"], state["exp_avg_sq"]]
+        return UpdateRule(clipped_adam_update, clipped_adam_hyper(group), tensors, True)

@@ -8,14 +8,14 @@ argument dict. State is exported per parameter *name*, in the same layout as Pyr
 """
 
 import inspect
-import os
-import tempfile
 import warnings
 from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Tuple, Union
 
 import torch
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_
 from torch.optim import Optimizer
+
+from pyrolite.params.serialization import load_weights_only, save_atomic
 
 ArgsOrFn = Union[Dict[str, Any], Callable[..., Dict[str, Any]]]
 
@@ -27,11 +27,9 @@ _MODULE_DIVIDER = "$$$"
 
 def _param_name(param: torch.Tensor) -> Optional[str]:
     """The ParamStore name of an unconstrained tensor, or None when it is not in the store."""
-    try:
-        from pyrolite.params.param_store import _PARAM_STORE
-    except ImportError:
-        return None
-    return _PARAM_STORE.param_name(param)
+    from pyrolite.params.param_store import get_param_store
+
+    return get_param_store().param_name(param)
 
 
 def _positional_arity(fn: Callable) -> int:
@@ -395,19 +393,7 @@ class PyroOptim:
 
     def save(self, filename: str) -> None:
         """Write :meth:`get_state` to ``filename`` atomically (temporary file + rename)."""
-        state = self.get_state()
-        directory = os.path.dirname(os.path.abspath(filename))
-        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".optim-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_path, filename)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        save_atomic(self.get_state(), filename)
 
     def load(self, filename: str, map_location: Any = None) -> None:
         """Read state written by :meth:`save` (or by Pyro) and :meth:`set_state` it.
@@ -415,20 +401,44 @@ class PyroOptim:
         The file is read with ``torch.load(weights_only=True)``, so it cannot run code. A
         corrupt or foreign file raises ``ValueError`` and leaves this optimizer unchanged.
         """
-        try:
-            state = torch.load(filename, map_location=map_location, weights_only=True)
-        except OSError:
-            raise
-        except Exception as e:
-            raise ValueError(
-                f"could not read optimizer state from {filename!r}: the file is corrupt, "
-                f"truncated, or not an optimizer checkpoint ({type(e).__name__}: {e})"
-            ) from e
+        state = load_weights_only(filename, map_location, expected="an optimizer state")
         try:
             self._check_state(state)
         except ValueError as e:
             raise ValueError(f"{filename!r} is not a valid optimizer checkpoint: {e}") from e
         self.set_state(state)
+
+    # ----------------------------------------------------------------- public view of a param
+
+    def torch_optimizer(self, param: torch.Tensor) -> Optional[Optimizer]:
+        """The torch optimizer stepping ``param`` (None before its first step)."""
+        return self._optimizer_of.get(param)
+
+    def param_group(self, param: torch.Tensor) -> Optional[Dict[str, Any]]:
+        """The torch param group holding ``param`` (its live hyper-parameters), or None."""
+        return self._group_of.get(param)
+
+    def can_mask(self, params: Iterable[torch.Tensor]) -> bool:
+        """Whether :meth:`step_unless` can step ``params``: every one already has a fused
+        torch optimizer (whose kernel skips the whole update on the device) and no clipping."""
+        for p in params:
+            group = self._group_of.get(p)
+            if group is None or not group.get("fused") or p in self._clip_of:
+                return False
+        return True
+
+    def step_unless(self, params: Iterable[torch.Tensor], skip: torch.Tensor) -> None:
+        """Step ``params`` unless the 0-dim tensor ``skip`` is nonzero, decided on the device
+        (no host sync); needs :meth:`can_mask`. Params and state are untouched when skipped."""
+        optimizers = {self._optimizer_of[p]: None for p in params}
+        skip = skip.to(torch.float32)
+        for optimizer in optimizers:
+            # torch's fused kernels read these (as set by GradScaler) and skip on found_inf.
+            optimizer.grad_scale, optimizer.found_inf = None, skip
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.grad_scale, optimizer.found_inf
 
 
 # torch optimizers with a fused (single-kernel) implementation: one kernel call updates

@@ -207,6 +207,60 @@ class ParamStoreDict:
         except KeyError:
             raise KeyError(f"param {name!r} is not in the param store") from None
 
+    def leaves(self, names) -> Tuple[Optional[torch.Tensor], ...]:
+        """The unconstrained leaves of ``names`` (None for a name not in the store).
+
+        Compiled functions compare this with the leaves they were built on: a param that
+        was replaced or removed since then gives another tuple.
+        """
+        entries = self._entries
+        return tuple(None if (e := entries.get(n)) is None else e.leaf for n in names)
+
+    def transform(self, name: str) -> Optional[Transform]:
+        """The map from ``name``'s leaf to its constrained value (None: the identity)."""
+        try:
+            return self._entries[name].transform
+        except KeyError:
+            raise KeyError(f"param {name!r} is not in the param store") from None
+
+    def update_(self, name: str, constrained_value: torch.Tensor) -> None:
+        """Write a new constrained value into ``name``'s leaf, in place.
+
+        Unlike ``store[name] = value`` (which installs a new leaf, so optimizers and
+        compiled graphs start afresh), the leaf keeps its identity: optimizer state and
+        compiled graphs that read it stay valid. The value must have the leaf's shape.
+
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("s", torch.ones(2), constraints.positive)
+        >>> leaf = store.unconstrained("s")
+        >>> store.update_("s", torch.tensor([2.0, 3.0]))
+        >>> store["s"].detach(), store.unconstrained("s") is leaf
+        (tensor([2., 3.]), True)
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise KeyError(f"param {name!r} is not in the param store")
+        value = torch.as_tensor(constrained_value).detach()
+        if value.shape != entry.leaf.shape:
+            raise ValueError(
+                f"update_({name!r}): value has shape {tuple(value.shape)} but the param has "
+                f"shape {tuple(entry.leaf.shape)}; use store[{name!r}] = value to replace it "
+                "with a param of another shape"
+            )
+        if is_validation_enabled():
+            _check_in_support(name, value, entry.constraint)
+        with torch.no_grad():
+            unconstrained = value if entry.transform is None else entry.transform.inv(value)
+            entry.leaf.copy_(unconstrained)
+
+    def adopt(self, name: str, leaf: torch.Tensor, constraint=constraints.real) -> None:
+        """Make the existing unconstrained tensor ``leaf`` the param ``name`` (no copy).
+
+        For owners of their own tensors (``PyroModule`` params), so that the owner and the
+        store share one leaf.
+        """
+        self._install(name, leaf, constraint, _transform_for(name, constraint))
+
     def constraint(self, name: str) -> constraints.Constraint:
         """The constraint ``name`` was created with."""
         try:

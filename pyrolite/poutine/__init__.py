@@ -23,6 +23,7 @@ from .handlers import (
     replay,
     scale,
     seed,
+    substitute,
     trace,
     uncondition,
 )
@@ -36,6 +37,7 @@ from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
 from .scale_messenger import ScaleMessenger
 from .seed_messenger import SeedMessenger
+from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
 from .uncondition_messenger import UnconditionMessenger
@@ -44,9 +46,9 @@ __all__ = [
     "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
     "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",
     "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "PlateMessenger",
-    "ReplayMessenger", "ScaleMessenger", "SeedMessenger", "Trace", "TraceHandler",
-    "TraceMessenger", "UnconditionMessenger", "am_i_wrapped", "apply_stack", "block",
-    "broadcast", "condition", "do", "effectful", "enable_validation", "enum", "escape",
-    "get_mask", "infer_config", "lift", "markov", "mask", "queue", "replay", "runtime",
-    "scale", "seed", "trace", "uncondition",
+    "ReplayMessenger", "ScaleMessenger", "SeedMessenger", "SubstituteMessenger", "Trace",
+    "TraceHandler", "TraceMessenger", "UnconditionMessenger", "am_i_wrapped", "apply_stack",
+    "block", "broadcast", "condition", "do", "effectful", "enable_validation", "enum",
+    "escape", "get_mask", "infer_config", "lift", "markov", "mask", "queue", "replay",
+    "runtime", "scale", "seed", "substitute", "trace", "uncondition",
 ]  # fmt: skip

@@ -23,17 +23,19 @@ from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit
 from .scale_messenger import ScaleMessenger
 from .seed_messenger import SeedMessenger
+from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
 from .uncondition_messenger import UnconditionMessenger
 from .util import discrete_escape, enum_extend
 
 
-def _handler(messenger_cls, fn, *args, **kwargs):
+def _handler(name: str, messenger_cls, fn, *args, **kwargs):
+    """``messenger_cls(...)``, wrapped around ``fn`` if given; ``name`` is for errors."""
     msngr = messenger_cls(*args, **kwargs)
     if fn is None:
         return msngr
-    check_callable(fn, f"poutine.{messenger_cls.__name__[:-9].lower()}")
+    check_callable(fn, f"poutine.{name}")
     return msngr(fn)
 
 
@@ -48,7 +50,7 @@ def trace(fn=None, graph_type: Optional[str] = None, param_only: Optional[bool] 
 
 def replay(fn=None, trace: Optional[Trace] = None, params: Optional[Dict] = None):
     """Reuse the sample values of ``trace`` (and param values from ``params``)."""
-    return _handler(ReplayMessenger, fn, trace=trace, params=params)
+    return _handler("replay", ReplayMessenger, fn, trace=trace, params=params)
 
 
 def block(
@@ -64,6 +66,7 @@ def block(
 ):
     """Hide sites from outer handlers (all by default)."""
     return _handler(
+        "block",
         BlockMessenger,
         fn,
         hide_fn=hide_fn,
@@ -79,57 +82,62 @@ def block(
 
 def condition(fn=None, data=None):
     """Observe the sites in ``data`` at the given values."""
-    return _handler(ConditionMessenger, fn, data=data)
+    return _handler("condition", ConditionMessenger, fn, data=data)
+
+
+def substitute(fn=None, data: Optional[Dict] = None):
+    """Give the ``param`` sites in ``data`` these (constrained) values instead of the store's."""
+    return _handler("substitute", SubstituteMessenger, fn, data=data)
 
 
 def do(fn=None, data=None):
     """Intervene on the sites in ``data``."""
-    return _handler(DoMessenger, fn, data=data)
+    return _handler("do", DoMessenger, fn, data=data)
 
 
 def scale(fn=None, scale=1.0):
     """Multiply log-probs by ``scale``."""
-    return _handler(ScaleMessenger, fn, scale=scale)
+    return _handler("scale", ScaleMessenger, fn, scale=scale)
 
 
 def mask(fn=None, mask=None):
     """Zero log-probs where ``mask`` is False."""
-    return _handler(MaskMessenger, fn, mask=mask)
+    return _handler("mask", MaskMessenger, fn, mask=mask)
 
 
 def seed(fn=None, rng_seed: int = 0):
     """Run under a fixed seed, restoring the RNG state afterwards."""
-    return _handler(SeedMessenger, fn, rng_seed=rng_seed)
+    return _handler("seed", SeedMessenger, fn, rng_seed=rng_seed)
 
 
 def uncondition(fn=None):
     """Sample observed sites instead of observing them."""
-    return _handler(UnconditionMessenger, fn)
+    return _handler("uncondition", UnconditionMessenger, fn)
 
 
 def lift(fn=None, prior=None):
     """Turn params into samples from ``prior``."""
-    return _handler(LiftMessenger, fn, prior=prior)
+    return _handler("lift", LiftMessenger, fn, prior=prior)
 
 
 def infer_config(fn=None, config_fn=None):
     """Merge ``config_fn(msg)`` into each site's ``infer`` dict."""
-    return _handler(InferConfigMessenger, fn, config_fn=config_fn)
+    return _handler("infer_config", InferConfigMessenger, fn, config_fn=config_fn)
 
 
 def escape(fn=None, escape_fn=None):
     """Leave the program with ``NonlocalExit`` at the first site where ``escape_fn(msg)``."""
-    return _handler(EscapeMessenger, fn, escape_fn=escape_fn)
+    return _handler("escape", EscapeMessenger, fn, escape_fn=escape_fn)
 
 
 def broadcast(fn=None):
     """Expand distributions to their plates' batch shapes."""
-    return _handler(BroadcastMessenger, fn)
+    return _handler("broadcast", BroadcastMessenger, fn)
 
 
 def enum(fn=None, first_available_dim: Optional[int] = None):
     """Enumerate sites marked ``infer={"enumerate": "parallel"}`` in fresh left dims."""
-    return _handler(EnumMessenger, fn, first_available_dim=first_available_dim)
+    return _handler("enum", EnumMessenger, fn, first_available_dim=first_available_dim)
 
 
 def markov(fn=None, history: int = 1, keep: bool = False, dim=None, name=None):

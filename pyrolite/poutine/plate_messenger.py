@@ -9,7 +9,7 @@ Used as an iterator, it is a sequential plate: one independent context per index
 """
 
 from collections import OrderedDict
-from typing import Dict, Iterator, NamedTuple, Optional, Union
+from typing import Callable, Dict, Iterator, NamedTuple, Optional, Union
 
 import torch
 
@@ -229,3 +229,20 @@ class _SequentialPlateContext(Messenger):
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
         if self._scale != 1.0:
             msg["scale"] = self._scale * msg["scale"]
+
+
+def vectorize(fn: Callable, name: str, size: int, dim: int) -> Callable:
+    """``fn`` run inside one more plate ``name`` of ``size`` at ``dim``: all particles or
+    samples drawn at once (no Python loop).
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> draw = vectorize(lambda: pyrolite.sample("x", dist.Normal(0.0, 1.0)), "particles", 5, -1)
+    >>> draw().shape
+    torch.Size([5])
+    """
+
+    def vectorized(*args, **kwargs):
+        with PlateMessenger(name, size, dim=dim):
+            return fn(*args, **kwargs)
+
+    return vectorized

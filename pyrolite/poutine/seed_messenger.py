@@ -1,26 +1,7 @@
 """``seed``: run under a fixed RNG seed and restore the caller's RNG state afterwards."""
 
-import random
-
-import numpy as np
-import torch
-
-from ..util import set_rng_seed
+from ..util import get_rng_state, set_rng_seed, set_rng_state
 from .messenger import Messenger
-
-
-def get_rng_state() -> dict:
-    return {
-        "torch": torch.get_rng_state(),
-        "random": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
 
 
 class SeedMessenger(Messenger):

@@ -108,14 +108,20 @@ class TraceHandler:
 
 
 def run_traced(
-    fn: Callable, args: tuple, kwargs: dict, replay_trace=None, with_return: bool = False
+    fn: Callable,
+    args: tuple,
+    kwargs: dict,
+    replay_trace=None,
+    with_return: bool = False,
+    graph_type: Optional[str] = None,
 ) -> Trace:
     """Run ``fn(*args, **kwargs)`` under ``trace`` (replaying ``replay_trace`` if given).
 
     The lean form estimators call every step; ``with_return`` also records the return
-    value as the ``"_RETURN"`` site, as ``poutine.trace(fn).get_trace`` does.
+    value as the ``"_RETURN"`` site, as ``poutine.trace(fn).get_trace`` does;
+    ``graph_type="dense"`` records dependency edges (see :class:`TraceMessenger`).
     """
-    tracer = TraceMessenger()
+    tracer = TraceMessenger(graph_type)
     with tracer:
         if replay_trace is None:
             ret = fn(*args, **kwargs)

@@ -31,6 +31,17 @@ def plate_dims(site: dict) -> dict:
     return {f.dim: f for f in site["cond_indep_stack"] if f.dim is not None}
 
 
+def max_plate_nesting_of(*traces: Trace) -> int:
+    """How many plate dims the sites of ``traces`` use (the deepest ``-dim``)."""
+    nesting = 0
+    for trace in traces:
+        for site in trace.nodes.values():
+            for frame in site.get("cond_indep_stack", ()):
+                if frame.dim is not None:
+                    nesting = max(nesting, -frame.dim)
+    return nesting
+
+
 def check_site_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
     """Check a site's log-prob batch dims against its plates.
 

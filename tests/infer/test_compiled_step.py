@@ -92,9 +92,9 @@ def compiled_vs_eager(svi, make_eager, *args):
     """Take one compiled step from ``svi``'s state, then one eager step from the same state
     (params, optimizer, RNG); assert equal loss, params and optimizer state."""
     state = svi.get_state()
-    compiled_before = svi._compiled_step.num_compiled
+    compiled_before = svi.compile_info.compiled_graphs
     loss_c = svi.step(*args)
-    assert svi._compiled_step.num_compiled >= max(1, compiled_before)
+    assert svi.compile_info.compiled_graphs >= max(1, compiled_before)
     params_c, optim_c = leaves(), svi.optim.get_state()
 
     eager = make_eager()
@@ -113,7 +113,7 @@ def warm_up(svi, *args):
     """The eager initializing step and the uncompiled warm-up step of a new key."""
     for _ in range(2):
         svi.step(*args)
-    assert svi._compiled_step.num_compiled == 0
+    assert svi.compile_info.compiled_graphs == 0
 
 
 def check_workload(model, guide, args, optim=lambda: Adam({"lr": 0.05}), elbo=Trace_ELBO, **c):
@@ -155,7 +155,7 @@ def test_compiled_step_on_the_data_device(device):
     with torch.device(device), inductor_config.patch(fallback_random=True):
         _, svi = check_workload(regression_model, regression_guide, (x, y), **options)
         svi.step(x, y)
-    assert svi._compiled_step.num_compiled == 1
+    assert svi.compile_info.compiled_graphs == 1
     store = pyro.get_param_store()
     assert {store.unconstrained(n).device.type for n in store.keys()} == {device.type}
 
@@ -183,10 +183,10 @@ def test_a_changed_learning_rate_reaches_the_compiled_step():
     svi = SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO(), compile=AOT)
     warm_up(svi, *args)
     svi.step(*args)  # compiled, with lr 0.05
-    assert svi._compiled_step.num_compiled == 1
-    for optimizer in set(svi.optim._optimizer_of.values()):
-        for group in optimizer.param_groups:
-            group["lr"] = 0.5
+    assert svi.compile_info.compiled_graphs == 1
+    store = pyro.get_param_store()
+    for leaf in store.leaves(list(store.keys())):
+        svi.optim.param_group(leaf)["lr"] = 0.5
     # the eager step starts from the state with the new lr: equal only if the graph sees it
     compiled_vs_eager(svi, make_eager, *args)
 
@@ -215,7 +215,7 @@ def test_plate_subsampling_and_score_function_site():
     warm_up(svi, x)
     before = pyro.param("z_loc").detach().clone()
     svi.step(x)
-    assert svi._compiled_step.num_compiled == 1
+    assert svi.compile_info.compiled_graphs == 1
     assert int((pyro.param("z_loc") != before).sum()) == 4
 
 
@@ -234,15 +234,15 @@ def test_new_batch_shape_compiles_a_new_graph():
     small, large = coin_data(10), coin_data(30)
     warm_up(svi, small)
     svi.step(small)
-    assert svi._compiled_step.num_compiled == 1
+    assert svi.compile_info.compiled_graphs == 1
     for _ in range(2):  # the new shape's eager and warm-up steps
         svi.step(large)
-    assert svi._compiled_step.num_compiled == 1
+    assert svi.compile_info.compiled_graphs == 1
     make_eager = lambda: SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO())  # noqa: E731
     compiled_vs_eager(svi, make_eager, large)
-    assert svi._compiled_step.num_compiled == 2
+    assert svi.compile_info.compiled_graphs == 2
     compiled_vs_eager(svi, make_eager, small)  # the first graph is still there
-    assert svi._compiled_step.num_compiled == 2
+    assert svi.compile_info.compiled_graphs == 2
 
 
 def branching_model(obs):
@@ -267,7 +267,7 @@ def test_fallback_warns_once_and_steps_eagerly(model, optim, reason):
     with pytest.warns(RuntimeWarning, match=reason) as record:
         losses = [svi.step(data) for _ in range(5)]
     assert sum("cannot be compiled" in str(w.message) for w in record) == 1
-    assert svi._compiled_step.num_compiled == 0
+    assert svi.compile_info.compiled_graphs == 0
     assert svi.step_count == 5
     assert all(torch.isfinite(torch.tensor(losses)))
     assert pyro.param("alpha_q").item() != pytest.approx(15.0, abs=1e-3)
@@ -278,7 +278,7 @@ def test_checkpoint_after_compiled_steps_resumes_eagerly(tmp_path):
     svi = SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO(), compile=AOT)
     for _ in range(5):
         svi.step(data)
-    assert svi._compiled_step.num_compiled == 1
+    assert svi.compile_info.compiled_graphs == 1
     path = tmp_path / "svi.pt"
     svi.save(path)
     compiled_losses = [svi.step(data) for _ in range(3)]

@@ -97,7 +97,7 @@ def test_trace_elbo_loss_and_grads_equal_with_and_without_sums_only():
             loss = elbo.loss_and_grads(_model, _guide, data)
         store = pyro.get_param_store()
         grads = [store.unconstrained(n).grad.clone() for n in ("m", "s")]
-        model_trace = elbo._last_traces[0]
+        model_trace = elbo.last_traces[0]
         results.append((loss, grads, "log_prob" in model_trace.nodes["obs"]))
     (loss_full, grads_full, had_full), (loss_fast, grads_fast, had_fast) = results
     assert had_full and not had_fast

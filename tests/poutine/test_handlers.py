@@ -480,6 +480,40 @@ def test_infer_config_keeps_existing_entries():
     assert infer == {"baseline": {"use": True}, "enumerate": "parallel"}
 
 
+def test_infer_config_errors_name_the_handler_as_users_call_it():
+    with pytest.raises(TypeError, match=r"poutine\.infer_config expected a callable") as err:
+        poutine.infer_config(two_site_model(), config_fn=lambda msg: {})
+    assert "inferconfig" not in str(err.value)
+    with pytest.raises(TypeError, match=r"poutine\.infer_config expects config_fn"):
+        poutine.infer_config(two_site_model, config_fn=None)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("replay", {"params": {}}),
+        ("block", {}),
+        ("condition", {"data": {}}),
+        ("substitute", {"data": {}}),
+        ("do", {"data": {}}),
+        ("scale", {"scale": 2.0}),
+        ("mask", {"mask": True}),
+        ("seed", {"rng_seed": 0}),
+        ("uncondition", {}),
+        ("lift", {"prior": {}}),
+        ("infer_config", {"config_fn": lambda msg: {}}),
+        ("escape", {"escape_fn": lambda msg: False}),
+        ("broadcast", {}),
+        ("enum", {}),
+    ],
+)
+def test_non_callable_model_error_names_the_handler_function(name, kwargs):
+    handler = getattr(poutine, name)
+    with pytest.raises(TypeError) as err:
+        handler(two_site_model(), **kwargs)
+    assert str(err.value).startswith(f"poutine.{name} expected a callable")
+
+
 # --- escape + queue ------------------------------------------------------------------------
 
 

@@ -76,7 +76,7 @@ class AutoContinuous(AutoGuide):
                 f"{type(self).__name__} has no params yet: call the guide once (e.g. one "
                 "svi.step(*args) or guide(*args)) so it can inspect the model"
             )
-        return _param_store._PARAM_STORE[f"{self.prefix}_{suffix}"]
+        return _param_store.get_param_store()[f"{self.prefix}_{suffix}"]
 
     @property
     def loc(self) -> torch.Tensor:
@@ -386,7 +386,7 @@ class AutoLaplaceApproximation(AutoContinuous):
             init_loc_fn=init_to_value(values=self.median(*args, **kwargs)),
         )
         gaussian._setup_prototype(*args, **kwargs)
-        store = _param_store._PARAM_STORE
+        store = _param_store.get_param_store()
         for suffix, value, constraint in (
             ("loc", loc, constraints.real),
             ("scale_tril", scale_tril, constraints.lower_cholesky),

@@ -1,0 +1,195 @@
+"""How an SVI step is taken: the sequence every step engine runs, and its hooks.
+
+::
+
+    collect the params read ─► gradients ─► hooks.reduce_grads ─► finite? (hooks.agree)
+        ─► update (applied whole, or not at all) ─► hooks.after_update, elbo.after_update
+
+``EagerStep`` runs it with torch's optimizers; ``CompiledStep``
+(:mod:`pyrolite.infer.compiled_step`) runs the same sequence inside one compiled
+graph. ``StepHooks`` is where other parts plug in (gradient all-reduce for
+data-parallel SVI); ``StepLedger`` lets ``fit`` read each step's verdict per batch
+of steps instead of per step, with the same "nothing applied" guarantee.
+"""
+
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from ..params.param_store import get_param_store
+from ..poutine.param_reads_messenger import ParamReadsMessenger
+
+
+class StepHooks:
+    """Points of every step where other parts plug in; all no-ops here.
+
+    Subclass and pass ``SVI(..., hooks=MyHooks())``. A compiled step with a hook that
+    reduces gradients runs as two graphs (gradients; update) with the hook between.
+    """
+
+    def reduce_grads(self, grads: List[Optional[torch.Tensor]]) -> None:
+        """Combine gradients in place before the update (e.g. average across processes)."""
+
+    def agree(self, ok: torch.Tensor) -> torch.Tensor:
+        """The step's finite verdict (a bool tensor) as every participant must see it."""
+        return ok
+
+    def after_update(self, applied: Optional[torch.Tensor]) -> None:
+        """After the update; ``applied`` is None (applied) or a bool tensor (see ELBO)."""
+
+    @property
+    def reduces_grads(self) -> bool:
+        return type(self).reduce_grads is not StepHooks.reduce_grads
+
+    @property
+    def agrees(self) -> bool:
+        return type(self).agree is not StepHooks.agree
+
+
+def finite_verdict(loss: torch.Tensor, grads, check_grads: bool) -> torch.Tensor:
+    """A bool tensor: the loss (and, if ``check_grads``, every gradient) is finite."""
+    ok = torch.isfinite(loss).all()
+    if check_grads:
+        for g in grads:
+            if g is not None:
+                ok = ok & torch.isfinite(g).all()
+    return ok
+
+
+class StepLedger:
+    """``fit``'s record of steps whose losses and verdicts are still on the device.
+
+    A deferred step records its loss and ``applied`` flag (a bool tensor); the update
+    was masked by it on the device. Without ``stable_update`` the first non-finite step
+    also masks every later one (``healthy`` latches False), so when :meth:`resolve`
+    reads the batch (one host transfer) and finds it, params and optimizer state are
+    exactly as before that step, and the error is raised then.
+    """
+
+    def __init__(self, stable_update: bool):
+        self.stable_update = stable_update
+        self.healthy: Optional[torch.Tensor] = None
+        self._losses: List[torch.Tensor] = []
+        self._applied: List[Optional[torch.Tensor]] = []
+        self._done: List[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._losses)
+
+    def gate(self) -> Optional[torch.Tensor]:
+        """What a deferred step's own verdict is and-ed with (None: nothing)."""
+        return None if self.stable_update else self.healthy
+
+    def settle(self, applied: torch.Tensor) -> None:
+        """Note the flag a deferred step was applied under."""
+        if not self.stable_update:
+            self.healthy = applied
+
+    def admit(self, ok: torch.Tensor) -> torch.Tensor:
+        """The flag a deferred step is applied under, given its own verdict ``ok``."""
+        gate = self.gate()
+        applied = ok if gate is None else ok & gate
+        self.settle(applied)
+        return applied
+
+    @property
+    def deferred(self) -> bool:
+        return any(a is not None for a in self._applied)
+
+    def record(self, loss: torch.Tensor, applied: Optional[torch.Tensor]) -> None:
+        self._losses.append(loss.detach().reshape(()))
+        self._applied.append(applied)
+
+    def resolve(self, svi) -> None:
+        """Read the pending steps (one host transfer) and settle SVI's counts; raise if a
+        deferred step was not finite (nothing of it or after it was applied)."""
+        if not self._losses:
+            return
+        losses = torch.stack(self._losses)
+        flags = [
+            torch.ones((), dtype=torch.bool, device=losses.device) if a is None else a
+            for a in self._applied
+        ]
+        both = torch.stack([losses, torch.stack(flags).to(losses.device, losses.dtype)])
+        values, applied = both.cpu().numpy()
+        deferred = [a is not None for a in self._applied]
+        self._losses, self._applied = [], []
+        self.healthy = None
+        rejected = [i for i, (a, d) in enumerate(zip(applied, deferred)) if d and not a]
+        if not rejected:
+            self._done.append(values)
+            return
+        if self.stable_update:
+            svi.step_count -= len(rejected)
+            svi.skipped_steps += len(rejected)
+            self._done.append(values)
+            return
+        first = rejected[0]
+        later = sum(deferred[first:])
+        svi.step_count -= later
+        self._done.append(values[:first])
+        raise FloatingPointError(svi.describe_nonfinite(float(values[first])))
+
+    def take(self) -> np.ndarray:
+        """The losses resolved since the last call."""
+        done = np.concatenate(self._done) if self._done else np.zeros(0)
+        self._done = []
+        return done
+
+
+class EagerStep:
+    """The step with torch's optimizers (and the ELBO's own ``backward``)."""
+
+    def __init__(self, svi):
+        self.svi = svi
+        self.reads = ParamReadsMessenger()
+
+    @property
+    def param_names(self) -> List[str]:
+        """The params the latest step read, in first-read order."""
+        return list(self.reads.names)
+
+    def __call__(
+        self, args, kwargs, stable_update: bool, check_finite: bool, ledger: Optional[StepLedger]
+    ) -> torch.Tensor:
+        svi = self.svi
+        store = get_param_store()
+        params: List[torch.Tensor] = []
+        try:
+            with self.reads:
+                loss = svi.backward(*args, **kwargs)
+            params = [p for p in store.leaves(self.reads.names) if p is not None]
+            grads = [p.grad for p in params]
+            if svi.hooks.reduces_grads:
+                svi.hooks.reduce_grads(grads)
+            ok = svi.hooks.agree(finite_verdict(loss, grads, check_grads=stable_update))
+            if ledger is not None and (stable_update or check_finite):
+                if svi.optim.can_mask(params):
+                    applied = ledger.admit(ok)
+                    svi.optim.step_unless(params, ~applied)
+                    ledger.record(loss, applied)
+                    svi.step_count += 1
+                    svi.after_update(applied)
+                    return loss
+                # This step cannot be masked on the device: settle the pending ones first,
+                # so that it is never applied after a step that failed.
+                ledger.resolve(svi)
+            if (stable_update or check_finite) and not bool(ok):
+                if stable_update:
+                    svi.skipped_steps += 1
+                    if ledger is not None:
+                        ledger.record(loss, None)
+                    return loss
+                raise FloatingPointError(svi.describe_nonfinite(loss.item()))
+            svi.optim(params)
+            svi.step_count += 1
+            if ledger is not None:
+                ledger.record(loss, None)
+            svi.after_update(None)
+            return loss
+        finally:
+            if not params:
+                params = [p for p in store.leaves(self.reads.names) if p is not None]
+            for p in params:
+                p.grad = None
