@@ -6,11 +6,19 @@ from .compiled_step import CompiledStep
 from .elbo import ELBO, ELBOModule
 from .export import export_guide
 from .importance import Importance
-from .jit_elbo import JitMixin, JitTrace_ELBO, jit_variant
+from .jit_elbo import (
+    JitMixin,
+    JitRenyiELBO,
+    JitTrace_ELBO,
+    JitTraceMeanField_ELBO,
+    jit_variant,
+)
 from .predictive import Predictive
+from .renyi_elbo import RenyiELBO
 from .step_engine import EagerStep, StepHooks, StepLedger
 from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
+from .trace_mean_field_elbo import TraceMeanField_ELBO
 from .util import zero_grads
 
 __all__ = [
@@ -22,15 +30,19 @@ __all__ = [
     "EmpiricalMarginal",
     "Importance",
     "JitMixin",
+    "JitRenyiELBO",
+    "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
     "Marginals",
     "Predictive",
+    "RenyiELBO",
     "SVI",
     "SVIRunResult",
     "StepHooks",
     "StepLedger",
     "TracePosterior",
     "TracePredictive",
+    "TraceMeanField_ELBO",
     "Trace_ELBO",
     "export_guide",
     "jit_variant",

@@ -93,8 +93,9 @@ class ELBO:
       earlier sample site to every later one (dependency tracking).
     * ``log_probs``: the model log-probs ``particle`` reads: ``"elementwise"``
       (``site["log_prob"]``), ``"sums"`` (``site["log_prob_sum"]`` only, computed
-      without the per-element tensor where a distribution can), or ``"auto"`` (sums
-      when no guide site has a score-function term).
+      without the per-element tensor where a distribution can), ``"auto"`` (sums
+      when no guide site has a score-function term), or ``"none"`` (``particle``
+      computes what it needs).
     * ``enumerates``: whether the estimator sums out sites marked for enumeration.
     """
 
@@ -219,7 +220,7 @@ class ELBO:
             needs = "sums" if _all_reparameterized(guide_trace) else "elementwise"
         if needs == "sums":
             model_trace.compute_log_prob_sums()
-        else:
+        elif needs == "elementwise":
             model_trace.compute_log_prob()
         return model_trace, guide_trace
 

@@ -82,6 +82,10 @@ def jit_variant(elbo_class: type) -> type:
 
 
 # Every Jit* estimator is made here, by the factory, from its eager class.
+from .renyi_elbo import RenyiELBO  # noqa: E402
 from .trace_elbo import Trace_ELBO  # noqa: E402
+from .trace_mean_field_elbo import TraceMeanField_ELBO  # noqa: E402
 
 JitTrace_ELBO = jit_variant(Trace_ELBO)
+JitTraceMeanField_ELBO = jit_variant(TraceMeanField_ELBO)
+JitRenyiELBO = jit_variant(RenyiELBO)
