@@ -369,9 +369,7 @@ class CompiledStep:
                     applied = svi.hooks.agree(ok) & gate
                     plan.update(plan.leaves, grads, plan.states, scalars, applied)
                 else:
-                    loss, applied = plan.step(
-                        plan.leaves, plan.states, scalars, gate, args, kwargs
-                    )
+                    loss, applied = plan.step(plan.leaves, plan.states, scalars, gate, args, kwargs)
             except MissingLeaf as e:
                 raise _Unsupported(str(e)) from e
         if defer:

@@ -120,9 +120,7 @@ class ELBO:
         if not isinstance(num_particles, int) or num_particles < 1:
             raise ValueError(f"num_particles must be a positive int, got {num_particles!r}")
         if not -1.0 <= tail_adaptive_beta < 0.0:
-            raise ValueError(
-                f"tail_adaptive_beta must lie in [-1, 0), got {tail_adaptive_beta!r}"
-            )
+            raise ValueError(f"tail_adaptive_beta must lie in [-1, 0), got {tail_adaptive_beta!r}")
         self.num_particles = num_particles
         self.max_plate_nesting = max_plate_nesting
         self.vectorize_particles = vectorize_particles

@@ -130,7 +130,8 @@ def _warn_if_not_mean_field(model_trace: Trace, guide_trace: Trace) -> None:
     """Warn when a guide site's distribution depends on another latent's value.
 
     Found through autograd: the site's log-density at its (detached) value is
-    differentiated against the earlier latents' values that carry gradients.
+    differentiated against the earlier latents' values that carry gradients (so on
+    calls that take gradients, as every SVI step does; ``loss()`` alone cannot tell).
     """
     earlier: List[Tuple[str, torch.Tensor]] = []
     for name, site in guide_trace.nodes.items():
