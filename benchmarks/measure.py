@@ -60,6 +60,12 @@ STEADY_MALLOC_ENV = {
 }
 
 
+def malloc_settings(choice: str) -> tuple:
+    """The allocator settings ``--malloc choice`` runs under, the main tables' first: "both"
+    is "steady" for every row plus "default" for the allocator comparison's rows."""
+    return ("steady", "default") if choice == "both" else (choice,)
+
+
 class SkipConfig(Exception):
     """Raised by a builder when a config cannot run here (e.g. an API not written yet)."""
 

@@ -39,9 +39,12 @@ class Config:
     """One way of running a workload: a framework plus its options.
 
     ``options`` keys understood by the workers: ``guide`` ("hand" | "autodiag"),
-    ``elbo`` ("trace" | "jit"), ``particles`` ("vectorized" | "sequential"),
-    ``loop`` ("update" | "scan"). ``step_scale`` shrinks the step budget for very slow
-    configs (e.g. Pyro with 100 sequential particles).
+    ``elbo`` (the estimator: "trace" | "meanfield" | "renyi", or its JIT variant "jit-trace" |
+    "jit-meanfield" | "jit-renyi"; for the hand-written step "renyi" means its IWAE step),
+    ``num_particles`` (overrides the workload's count, see ``num_particles``), ``particles``
+    ("vectorized" | "sequential"), ``loop`` ("update" | "scan"), ``compile`` (SVI's
+    ``compile=True``). ``step_scale`` shrinks the step budget for very slow configs (e.g. Pyro
+    with 100 sequential particles).
     """
 
     key: str
@@ -137,9 +140,12 @@ def _cfg(key, framework, label, step_scale=1.0, note="", **options) -> Config:
 HAND = _cfg("hand", "hand", "hand-written PyTorch step")
 PYROLITE = _cfg("pyrolite", "pyrolite", "pyrolite Trace_ELBO", elbo="trace", guide="hand")
 PYRO = _cfg("pyro", "pyro", "Pyro Trace_ELBO", elbo="trace", guide="hand")
-PYRO_JIT = _cfg("pyro-jit", "pyro", "Pyro JitTrace_ELBO", elbo="jit", guide="hand")
+PYRO_JIT = _cfg("pyro-jit", "pyro", "Pyro JitTrace_ELBO", elbo="jit-trace", guide="hand")
 NUMPYRO = _cfg("numpyro", "numpyro", "NumPyro jit(svi.update)", loop="update", guide="hand")
-PYROLITE_JIT = _cfg("pyrolite-jit", "pyrolite", "pyrolite JitTrace_ELBO", elbo="jit", guide="hand")
+PYROLITE_JIT = _cfg(
+    "pyrolite-jit", "pyrolite", "pyrolite JitTrace_ELBO", elbo="jit-trace", guide="hand"
+)
+_COMPILE_NOTE = "steps 1-2 run eagerly, step 3 compiles (in the warm-up block, not timed)"
 PYROLITE_COMPILED = _cfg(
     "pyrolite-compiled",
     "pyrolite",
@@ -147,7 +153,7 @@ PYROLITE_COMPILED = _cfg(
     elbo="trace",
     guide="hand",
     compile="inductor",
-    note="steps 1-2 run eagerly, step 3 compiles (in the warm-up block, not timed)",
+    note=_COMPILE_NOTE,
 )
 PYROLITE_AUTODIAG = _cfg(
     "pyrolite-autodiag", "pyrolite", "pyrolite AutoDiagonalNormal", elbo="trace", guide="autodiag"
@@ -173,8 +179,85 @@ NUMPYRO_SCAN = _cfg(
     note="first-step column = first call, which compiles and runs one whole block",
 )
 
+# TraceMeanField_ELBO: analytic KL where torch has one (W1's Beta/Beta, W2's Normal/Normal
+# sites; W2's LogNormal guide against the HalfNormal prior stays a Monte Carlo term).
+_MEANFIELD = [
+    _cfg(
+        "pyrolite-meanfield",
+        "pyrolite",
+        "pyrolite TraceMeanField_ELBO",
+        elbo="meanfield",
+        guide="hand",
+    ),
+    _cfg("pyro-meanfield", "pyro", "Pyro TraceMeanField_ELBO", elbo="meanfield", guide="hand"),
+]
+_MEANFIELD_COMPILED = [
+    _cfg(
+        "pyrolite-meanfield-jit",
+        "pyrolite",
+        "pyrolite JitTraceMeanField_ELBO",
+        elbo="jit-meanfield",
+        guide="hand",
+    ),
+    _cfg(
+        "pyro-meanfield-jit",
+        "pyro",
+        "Pyro JitTraceMeanField_ELBO",
+        step_scale=0.1,
+        note="runs a tenth of the step budget: Pyro 1.9.2 traces it anew every step (its cache "
+        "check reads `_loss_and_surrogate_loss`, the cache is `_differentiable_loss`)",
+        elbo="jit-meanfield",
+        guide="hand",
+    ),
+    _cfg(
+        "pyrolite-meanfield-compiled",
+        "pyrolite",
+        "pyrolite TraceMeanField_ELBO SVI(compile=True)",
+        elbo="meanfield",
+        guide="hand",
+        compile="inductor",
+        note=_COMPILE_NOTE,
+    ),
+]
+# RenyiELBO(alpha=0): the importance-weighted (IWAE) bound with 10 vectorized particles on W2,
+# against a hand-written IWAE step (Pyro has no JitRenyiELBO).
+_IWAE = dict(guide="hand", num_particles="10", particles="vectorized")
+_RENYI = [
+    _cfg(
+        "hand-iwae",
+        "hand",
+        "hand-written IWAE step, 10 particles",
+        elbo="renyi",
+        num_particles="10",
+    ),
+    _cfg(
+        "pyrolite-iwae",
+        "pyrolite",
+        "pyrolite RenyiELBO(alpha=0) 10 vectorized",
+        elbo="renyi",
+        **_IWAE,
+    ),
+    _cfg("pyro-iwae", "pyro", "Pyro RenyiELBO(alpha=0) 10 vectorized", elbo="renyi", **_IWAE),
+    _cfg(
+        "pyrolite-iwae-jit",
+        "pyrolite",
+        "pyrolite JitRenyiELBO(alpha=0) 10 vectorized",
+        elbo="jit-renyi",
+        **_IWAE,
+    ),
+    _cfg(
+        "pyrolite-iwae-compiled",
+        "pyrolite",
+        "pyrolite RenyiELBO(alpha=0) 10 vectorized SVI(compile=True)",
+        elbo="renyi",
+        compile="inductor",
+        note=_COMPILE_NOTE,
+        **_IWAE,
+    ),
+]
+
 CONFIGS: Dict[str, List[Config]] = {
-    "W1": [HAND, PYROLITE, PYROLITE_JIT, PYROLITE_COMPILED, PYRO, PYRO_JIT, NUMPYRO],
+    "W1": [HAND, PYROLITE, PYROLITE_JIT, PYROLITE_COMPILED, PYRO, PYRO_JIT, NUMPYRO, *_MEANFIELD],
     "W2": [
         HAND,
         PYROLITE,
@@ -185,6 +268,9 @@ CONFIGS: Dict[str, List[Config]] = {
         NUMPYRO,
         NUMPYRO_SCAN,
         *_AUTODIAG,
+        *_MEANFIELD,
+        *_MEANFIELD_COMPILED,
+        *_RENYI,
     ],
     "W3": [
         HAND,
@@ -233,7 +319,11 @@ REFERENCE_KEYS = {"hand": "hand", "pyro": "pyro"}
 
 @dataclass(frozen=True)
 class Target:
-    """An issue target: pyrolite's ratio to the hand-written step, in time (and memory)."""
+    """An issue target: pyrolite's ratio to the hand-written step, in time (and memory).
+
+    ``malloc`` names the allocator setting both rows must have run under ("steady" |
+    "default", see ``benchmarks.run --malloc``); None means the run's main setting.
+    """
 
     workload: str
     config: str
@@ -241,6 +331,7 @@ class Target:
     max_memory_ratio: float | None = None
     text: str = field(default="")
     reference: str = "hand"  # the config the ratio divides by
+    malloc: str | None = None
 
 
 TARGETS = [
@@ -300,11 +391,75 @@ TARGETS = [
         reference="numpyro",
         text="W6 compiled whole step no slower than NumPyro's jitted svi.update",
     ),
+    # TraceMeanField_ELBO and RenyiELBO.
+    *[
+        Target(
+            w,
+            "pyrolite-meanfield",
+            1.05,
+            reference="pyrolite",
+            text=f"{w} TraceMeanField_ELBO within 1.05x of pyrolite's Trace_ELBO",
+        )
+        for w in ("W1", "W2")
+    ],
+    *[
+        Target(
+            w,
+            "pyrolite-meanfield",
+            1 / 2.5,
+            reference="pyro-meanfield",
+            text=f"{w} TraceMeanField_ELBO at least 2.5x faster than Pyro's",
+        )
+        for w in ("W1", "W2")
+    ],
+    Target(
+        "W2",
+        "pyrolite-iwae",
+        1.3,
+        reference="hand-iwae",
+        text="W2 RenyiELBO(alpha=0), 10 vectorized particles, within 1.3x of the hand IWAE step",
+    ),
+    Target(
+        "W2",
+        "pyrolite-iwae",
+        1 / 2.0,
+        reference="pyro-iwae",
+        text="W2 RenyiELBO(alpha=0), 10 vectorized particles, at least 2x faster than Pyro's",
+    ),
+    # The eager step under both allocator settings (``benchmarks.run --malloc both``).
+    *[
+        Target(
+            w,
+            "pyrolite",
+            1.2,
+            malloc=malloc,
+            text=f"{w} pyrolite eager svi.step() within 1.2x of hand under `--malloc {malloc}`",
+        )
+        for w in ("W2", "W3")
+        for malloc in ("steady", "default")
+    ],
 ]
+
+
+def malloc_comparison() -> Dict[str, List[str]]:
+    """Per workload, the configs that targets check under a named allocator setting (and the
+    rows they divide by): what ``--malloc both`` also runs under glibc's default, and what the
+    report's allocator table shows."""
+    keys: Dict[str, List[str]] = {}
+    for target in TARGETS:
+        if target.malloc is not None:
+            row = keys.setdefault(target.workload, [])
+            row += [k for k in (target.reference, target.config) if k not in row]
+    return keys
 
 
 def runnable_workloads() -> List[str]:
     return [name for name, w in WORKLOADS.items() if not w.planned]
+
+
+def num_particles(workload: str, config: Config) -> int:
+    """The particles a config draws per step: its ``num_particles`` option, else the workload's."""
+    return int(config.option("num_particles") or WORKLOADS[workload].num_particles)
 
 
 def find_config(workload: str, key: str) -> Config:

@@ -2,11 +2,14 @@
 
     python -m benchmarks.run [--quick] [--workloads W1,W2] [--frameworks hand,pyro] [--rounds R]
     python -m benchmarks.run --device cuda [...]   # on a GPU: writes results-cuda.json
+    python -m benchmarks.run --malloc both         # also W2/W3 hand/pyrolite under glibc's default
     python -m benchmarks.run --report-only         # re-render RESULTS.md from the JSON files
 
 Every (workload, config) runs in its own fresh worker process with one thread; rounds interleave
 the configs (each round runs every selected config once, in a shuffled order), and the report
-takes the median over rounds. ``RESULTS.md`` is rendered from ``results.json`` (CPU) and
+takes the median over rounds. With ``--malloc both`` a round also runs the allocator comparison's
+configs (``registry.malloc_comparison``) under glibc's default malloc, interleaved with the rest;
+their rows carry ``"malloc": "default"``. ``RESULTS.md`` is rendered from ``results.json`` (CPU) and
 ``results-cuda.json`` (GPU), whichever are in the output folder.
 """
 
@@ -23,8 +26,15 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .measure import STEADY_MALLOC_ENV, device_env
-from .registry import CONFIGS, FRAMEWORKS, WORKLOADS, Config, runnable_workloads
+from .measure import STEADY_MALLOC_ENV, device_env, malloc_settings
+from .registry import (
+    CONFIGS,
+    FRAMEWORKS,
+    WORKLOADS,
+    Config,
+    malloc_comparison,
+    runnable_workloads,
+)
 from .report import RESULT_FILES, environment, write_reports
 from .worker import RESULT_PREFIX
 
@@ -61,9 +71,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--malloc",
-        choices=("steady", "default"),
+        choices=("steady", "default", "both"),
         default="steady",
-        help="glibc malloc thresholds for the workers: fixed (steady) or glibc's moving default",
+        help="glibc malloc thresholds for the workers: fixed (steady) or glibc's moving default; "
+        "both: steady, plus the allocator comparison's rows (W2/W3 hand, pyrolite) with default",
     )
     parser.add_argument("--list", action="store_true", help="print the configs and exit")
     args = parser.parse_args(argv)
@@ -88,6 +99,16 @@ def select(args) -> List[Tuple[str, Config]]:
         for c in CONFIGS[w]
         if c.framework in frameworks and (not keys or c.key in keys)
     ]
+
+
+def plan(selected: List[Tuple[str, Config]], malloc: str) -> List[Tuple[str, Config, str]]:
+    """Every run of a round as (workload, config, malloc setting): the selection under the main
+    setting, and for ``--malloc both`` the selected configs of ``malloc_comparison()`` again
+    under glibc's default."""
+    main, *others = malloc_settings(malloc)
+    compared = malloc_comparison()
+    runs = [(w, c, main) for w, c in selected]
+    return runs + [(w, c, m) for m in others for w, c in selected if c.key in compared.get(w, ())]
 
 
 def block_steps(workload: str, config: Config, quick: bool) -> int:
@@ -199,12 +220,12 @@ def run_worker(spec: dict, timeout: float, malloc: str = "steady") -> dict:
     return {**spec, "status": "error", "error": f"worker exit {proc.returncode}: {tail[0]}"}
 
 
-def run_rounds(selected, args) -> Dict[Tuple[str, str], List[dict]]:
-    runs: Dict[Tuple[str, str], List[dict]] = {(w, c.key): [] for w, c in selected}
+def run_rounds(planned, args) -> Dict[Tuple[str, str, str], List[dict]]:
+    runs: Dict[Tuple[str, str, str], List[dict]] = {(w, c.key, m): [] for w, c, m in planned}
     for round_index in range(args.rounds):
-        order = list(selected)
+        order = list(planned)
         random.Random(round_index).shuffle(order)
-        for workload, config in order:
+        for workload, config, malloc in order:
             spec = {
                 "workload": workload,
                 "config": config.key,
@@ -213,15 +234,16 @@ def run_rounds(selected, args) -> Dict[Tuple[str, str], List[dict]]:
             }
             if args.device != "cpu":
                 spec["device"] = args.device
-            result = run_worker(spec, args.timeout, args.malloc)
-            result["round"] = round_index + 1
-            runs[(workload, config.key)].append(result)
+            result = run_worker(spec, args.timeout, malloc)
+            result["round"], result["malloc"] = round_index + 1, malloc
+            runs[(workload, config.key, malloc)].append(result)
             print(progress_line(round_index + 1, args.rounds, result), flush=True)
     return runs
 
 
 def progress_line(round_no: int, rounds: int, result: dict) -> str:
-    head = f"[round {round_no}/{rounds}] {result['workload']:<3} {result['config']:<18}"
+    config = result["config"] + (" (malloc default)" if result["malloc"] == "default" else "")
+    head = f"[round {round_no}/{rounds}] {result['workload']:<3} {config:<28}"
     if result.get("status") != "ok":
         return f"{head} {result.get('status')}: {result.get('error', '')}"
     where = "GPU " if result.get("device", "cpu") != "cpu" else ""
@@ -240,11 +262,11 @@ def _median(rows: List[dict], key: str):
     return statistics.median(values) if values else None
 
 
-def summarize(selected, runs) -> List[dict]:
-    """One row per (workload, config): medians over the rounds that succeeded."""
+def summarize(planned, runs) -> List[dict]:
+    """One row per (workload, config, malloc setting): medians over the rounds that succeeded."""
     rows = []
-    for workload, config in selected:
-        results = runs[(workload, config.key)]
+    for workload, config, malloc in planned:
+        results = runs[(workload, config.key, malloc)]
         ok = [r for r in results if r.get("status") == "ok"]
         problems = sorted({r.get("error", "") for r in results if r.get("status") != "ok"})
         rows.append(
@@ -254,6 +276,7 @@ def summarize(selected, runs) -> List[dict]:
                 "label": config.label,
                 "framework": config.framework,
                 "note": config.note,
+                "malloc": malloc,
                 "status": "ok" if ok else (results[0].get("status") if results else "missing"),
                 "rounds_ok": len(ok),
                 "us_per_step": _median(results, "us_per_step"),
@@ -291,7 +314,13 @@ def _row_order(row: dict) -> tuple:
     workloads = list(WORKLOADS)
     keys = [c.key for c in CONFIGS.get(row["workload"], [])]
     config_index = keys.index(row["config"]) if row["config"] in keys else len(keys)
-    return (workloads.index(row["workload"]), config_index)
+    return (workloads.index(row["workload"]), config_index, row.get("malloc") == "default")
+
+
+def _row_id(row: dict, settings: dict) -> tuple:
+    """(workload, config, malloc setting); rows from before ``--malloc both`` had no malloc."""
+    main = malloc_settings(settings.get("malloc", "default"))[0]
+    return (row["workload"], row["config"], row.get("malloc", main))
 
 
 def _comparable(args) -> dict:
@@ -307,7 +336,7 @@ def _comparable(args) -> dict:
 
 
 def merge_results(old: dict, new: dict) -> dict:
-    """``new`` plus the rows and runs of ``old`` for the (workload, config) pairs it lacks."""
+    """``new`` plus the rows and runs of ``old`` for the (workload, config, malloc) it lacks."""
     before = {"device": "cpu", **old["settings"]}
     mismatch = [k for k in _MERGE_KEYS if before.get(k) != new["settings"].get(k)]
     if mismatch:
@@ -316,9 +345,9 @@ def merge_results(old: dict, new: dict) -> dict:
             f"--merge: the existing results were made with {was}; run with the same "
             "settings, or without --merge to start afresh"
         )
-    fresh = {(r["workload"], r["config"]) for r in new["rows"]}
-    kept_rows = [r for r in old["rows"] if (r["workload"], r["config"]) not in fresh]
-    kept_runs = [r for r in old["runs"] if (r["workload"], r["config"]) not in fresh]
+    fresh = {_row_id(r, new["settings"]) for r in new["rows"]}
+    kept_rows = [r for r in old["rows"] if _row_id(r, before) not in fresh]
+    kept_runs = [r for r in old["runs"] if _row_id(r, before) not in fresh]
     settings = dict(new["settings"])
     settings["block_steps"] = {**old["settings"]["block_steps"], **new["settings"]["block_steps"]}
     settings["wall_s"] = round(old["settings"]["wall_s"] + new["settings"]["wall_s"], 1)
@@ -338,9 +367,10 @@ def main(argv=None) -> int:
         print(f"wrote {written}")
         return 0
     selected = select(args)
+    planned = plan(selected, args.malloc)
     if args.list:
-        for workload, config in selected:
-            print(f"{workload}  {config.key:<18} {config.label}")
+        for workload, config, malloc in planned:
+            print(f"{workload}  {config.key:<28} {malloc:<8} {config.label}")
         return 0
     name = RESULT_FILES[args.device]
     previous = None
@@ -355,8 +385,8 @@ def main(argv=None) -> int:
             flush=True,
         )
     started = time.time()
-    runs = run_rounds(selected, args)
-    rows = summarize(selected, runs)
+    runs = run_rounds(planned, args)
+    rows = summarize(planned, runs)
     settings = {
         "quick": args.quick,
         "rounds": args.rounds,

@@ -13,7 +13,7 @@ import torch
 
 from .params import param_store as _param_store
 from .poutine.plate_messenger import PlateMessenger
-from .poutine.runtime import _STACK, apply_stack, effectful, new_message
+from .poutine.runtime import am_i_wrapped, apply_stack, effectful, new_message
 
 
 def get_param_store():
@@ -35,7 +35,7 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
     """
     if obs_mask is not None:
         return _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs)
-    if not _STACK:
+    if not am_i_wrapped():
         # Fast path: no handlers, nothing to record.
         return fn(*args, **kwargs) if obs is None else obs
     if not isinstance(name, str):
@@ -89,7 +89,7 @@ def param(
     name = store.resolve_name(name)
     if isinstance(init_tensor, (int, float)):
         init_tensor = torch.tensor(float(init_tensor))
-    if not _STACK:
+    if not am_i_wrapped():
         return store.get_param(name, init_tensor, constraint, event_dim)
     msg = new_message("param", name, store.get_param, (name, init_tensor, constraint, event_dim))
     apply_stack(msg)

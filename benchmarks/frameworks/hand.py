@@ -5,7 +5,8 @@ same init values) and optimizer (``torch.optim.Adam``) as the PPL versions, with
 log-density written out as tensor arithmetic: no ``torch.distributions`` objects, no validation,
 no traces. Log-densities are evaluated at the sampled values, as a PPL does; constants that do not
 depend on params are computed once. With ``--device cuda`` the params, the constants and every
-random draw live on the GPU.
+random draw live on the GPU. The IWAE step (``hand-iwae``, the floor for ``RenyiELBO(alpha=0)``)
+is the W2/W3 step with its particles' log-weights combined by ``logsumexp``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import torch
 
 from .. import data as bench_data
-from ..registry import WORKLOADS, Config
+from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -79,9 +80,18 @@ def coin_trainer(dataset: bench_data.CoinData, lr: float, device: torch.device) 
 
 
 def regression_trainer(
-    dataset: bench_data.RegressionData, lr: float, particles: int, device: torch.device
+    dataset: bench_data.RegressionData,
+    lr: float,
+    particles: int,
+    device: torch.device,
+    iwae: bool = False,
 ) -> Trainer:
-    """W2/W3/W6. With particles > 1 every latent gets a leading particle dimension."""
+    """W2/W3/W6. With particles > 1 every latent gets a leading particle dimension.
+
+    The loss is the mean over particles of log q - log p (``Trace_ELBO``), or with ``iwae`` the
+    importance-weighted bound of ``RenyiELBO(alpha=0)``: minus the log of the mean over
+    particles of p/q, ``log S - logsumexp(log p - log q)``.
+    """
     x, y = dataset.x, dataset.y
     num_features = x.shape[1]
     lead = (particles, 1) if particles > 1 else ()
@@ -97,6 +107,7 @@ def regression_trainer(
     params = [a_loc, a_uscale, b_loc, b_uscale, s_loc, s_uscale]
     optimizer = torch.optim.Adam(params, lr=lr)
     log_100, log_10 = math.log(100.0), math.log(10.0)
+    log_particles = math.log(particles)
 
     def step() -> float:
         a_scale, b_scale, s_scale = a_uscale.exp(), b_uscale.exp(), s_uscale.exp()
@@ -119,6 +130,8 @@ def regression_trainer(
             + normal_log_prob(sigma, 0.0, 10.0, log_10)
             + normal_log_prob(y, mu, sigma, log_sigma).sum(-1, keepdim=particles > 1)
         )
+        if iwae:  # log_p - log_q is (particles, 1): one log importance weight per particle
+            return _adam_step(optimizer, log_particles - torch.logsumexp(log_p - log_q, (0, 1)))
         return _adam_step(optimizer, (log_q - log_p).mean())
 
     def quality() -> float:
@@ -141,4 +154,5 @@ def build(
     on = torch.device(device)
     if workload == "W1":
         return coin_trainer(dataset, spec.lr, on)
-    return regression_trainer(dataset, spec.lr, spec.num_particles, on)
+    particles = num_particles(workload, config)
+    return regression_trainer(dataset, spec.lr, particles, on, config.option("elbo") == "renyi")

@@ -24,7 +24,7 @@ from numpyro.infer.autoguide import AutoDiagonalNormal
 
 from .. import data as bench_data
 from ..models import Backend, model_and_guide
-from ..registry import WORKLOADS, Config
+from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
 
 ARRAYS = "jax"  # what the worker moves the data to and measures device memory with
@@ -104,7 +104,7 @@ def build(
     is_auto = config.option("guide") == "autodiag"
     if is_auto:
         guide = AutoDiagonalNormal(model, init_loc_fn=numpyro.infer.init_to_median)
-    elbo = numpyro.infer.Trace_ELBO(num_particles=spec.num_particles)
+    elbo = numpyro.infer.Trace_ELBO(num_particles=num_particles(workload, config))
     svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(spec.lr), elbo)
     holder = {"state": svi.init(jax.random.PRNGKey(0), *args)}
 

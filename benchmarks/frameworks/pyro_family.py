@@ -17,7 +17,7 @@ import torch
 from .. import data as bench_data
 from ..measure import SkipConfig
 from ..models import Backend, model_and_guide
-from ..registry import WORKLOADS, Config
+from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
 
 ARRAYS = "torch"  # what the worker moves the data to and measures device memory with
@@ -66,15 +66,31 @@ def _autoguide(lib: SimpleNamespace, model):
     return guide_class(model)
 
 
+# The ``elbo`` option of a config and the class it names in ``<package>.infer``.
+ELBO_CLASSES = {
+    "trace": "Trace_ELBO",
+    "jit-trace": "JitTrace_ELBO",
+    "meanfield": "TraceMeanField_ELBO",
+    "jit-meanfield": "JitTraceMeanField_ELBO",
+    "renyi": "RenyiELBO",
+    "jit-renyi": "JitRenyiELBO",
+}
+
+
 def _elbo(lib: SimpleNamespace, workload: str, config: Config):
+    """The config's ELBO; a class the package lacks (yet) makes the config skipped."""
+    name = ELBO_CLASSES[config.option("elbo", "trace")]
+    elbo_class = getattr(lib.infer, name, None)
+    if elbo_class is None:
+        raise SkipConfig(f"{lib.name}.infer.{name} missing")
     kwargs = {}
-    particles = WORKLOADS[workload].num_particles
+    particles = num_particles(workload, config)
     if particles > 1:
         kwargs = dict(num_particles=particles, max_plate_nesting=1)
         kwargs["vectorize_particles"] = config.option("particles") == "vectorized"
-    if config.option("elbo") == "jit":
-        return lib.infer.JitTrace_ELBO(**kwargs)
-    return lib.infer.Trace_ELBO(**kwargs)
+    if name.endswith("RenyiELBO"):
+        kwargs["alpha"] = 0  # the importance-weighted (IWAE) bound
+    return elbo_class(**kwargs)
 
 
 def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset) -> float:
@@ -93,14 +109,18 @@ def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset)
 
 
 def _compile_info(svi) -> dict:
-    """Did ``SVI(compile=True)`` compile? (it falls back to eager, with a warning, if not)."""
-    compiled = getattr(svi, "_compiled_step", None)
-    if compiled is None:
+    """Did ``SVI(compile=True)`` compile? (it falls back to eager, with a warning, if not).
+
+    Reads ``svi.compile_info`` (``enabled``, ``compiled_graphs``, ``fallback_reasons``); an SVI
+    without that property reports nothing, so the row keeps its timings.
+    """
+    info = getattr(svi, "compile_info", None)
+    if info is None:
         return {}
-    reasons = sorted(set(getattr(compiled, "_eager_keys", {}).values()))
-    if getattr(compiled, "_disabled", None):
-        reasons.insert(0, compiled._disabled)
-    return {"compiled_graphs": compiled.num_compiled, "compile_fallback": reasons}
+    reasons = list(info.fallback_reasons)
+    if not info.enabled and not reasons:
+        reasons = ["compile disabled"]
+    return {"compiled_graphs": info.compiled_graphs, "compile_fallback": reasons}
 
 
 def build(

@@ -26,7 +26,7 @@ from ..params.param_store import get_param_store
 from ..poutine.param_leaves_messenger import MissingLeaf, ParamLeavesMessenger
 from ..util import validation_disabled
 from .elbo import ELBO
-from .step_engine import EagerStep, StepLedger, finite_verdict
+from .step_engine import EagerStep, StepLedger, finish_step, finite_verdict, rejected
 
 
 class _Unsupported(Exception):
@@ -374,28 +374,16 @@ class CompiledStep:
                 raise _Unsupported(str(e)) from e
         if defer:
             ledger.settle(applied)
-            ledger.record(loss, applied)
-            svi.step_count += 1
-            svi.after_update(applied)
+            return finish_step(svi, loss, applied, ledger)
+        if checked and rejected(svi, loss, applied, stable_update, ledger):
             return loss
-        if checked and not bool(applied):
-            if stable_update:
-                svi.skipped_steps += 1
-                if ledger is not None:
-                    ledger.record(loss, None)
-                return loss
-            raise FloatingPointError(svi.describe_nonfinite(loss.item()))
         for slot in plan.slots:
             if slot.rule.host_step:
                 slot.state["step"] += 1
         for group in plan.groups:
             if "lrd" in group:
                 group["lr"] *= group["lrd"]
-        svi.step_count += 1
-        if ledger is not None:
-            ledger.record(loss, None)
-        svi.after_update(None)
-        return loss
+        return finish_step(svi, loss, None, ledger)
 
     def _warn(self, reason: str) -> None:
         if reason in self._warned:

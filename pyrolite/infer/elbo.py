@@ -266,12 +266,14 @@ class ELBO:
 
     def _warn_unused_enumeration(self, model_trace: Trace, guide_trace: Trace) -> None:
         marked = sorted(
-            name
-            for trace in (model_trace, guide_trace)
-            for name, site in trace.nodes.items()
-            if site["type"] == "sample"
-            and not site["is_observed"]
-            and site["infer"].get("enumerate")
+            {
+                name
+                for trace in (model_trace, guide_trace)
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample"
+                and not site["is_observed"]
+                and site["infer"].get("enumerate")
+            }
         )
         if marked:
             name = type(self).__name__

@@ -19,7 +19,7 @@ import torch
 
 from ..distributions.util import is_identically_zero
 from ..poutine.trace_struct import Trace
-from .elbo import ELBO
+from .elbo import ELBO, sum_terms
 
 
 class _Plan(NamedTuple):
@@ -129,12 +129,12 @@ class RenyiELBO(ELBO):
             log_q.append(term)
             if has_score:
                 score.append(term)
-        surrogate = _total(log_w) - _total(log_q)
+        surrogate = sum_terms(log_w) - sum_terms(log_q)
         if not self.vectorized:
             surrogate = surrogate.unsqueeze(0)  # a particle dim of 1
         score_sum = None
         if score:
-            score_sum = _total(score)
+            score_sum = sum_terms(score)
             if not self.vectorized:
                 score_sum = score_sum.unsqueeze(0)
         return _Particle(surrogate.detach(), surrogate, score_sum)
@@ -146,7 +146,8 @@ class RenyiELBO(ELBO):
         log_weights = (1.0 - self.alpha) * elbo
         log_mean_weight = torch.logsumexp(log_weights, dim=0) - math.log(num_particles)
         bound = log_mean_weight / (1.0 - self.alpha)  # per element of the shared plates
-        normalized = (log_weights - log_mean_weight).exp()
+        # K * softmax: exp(log w - log mean w) computed so, rounds at large |log w|.
+        normalized = torch.softmax(log_weights, dim=0) * num_particles
         surrogate_bound = (normalized * surrogate).sum(0) / num_particles
         scores = [r.score for r in results]
         if scores[0] is not None:
@@ -167,13 +168,6 @@ def _keep(term, kept: Tuple[int, ...]) -> torch.Tensor:
     if summed:
         term = term.sum(summed)
     return term.reshape(term.shape[-len(kept) :] if kept else ())
-
-
-def _total(terms: List[torch.Tensor]) -> torch.Tensor:
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
 
 
 def _cat(parts: List[torch.Tensor]) -> torch.Tensor:

@@ -12,6 +12,7 @@ data-parallel SVI); ``StepLedger`` lets ``fit`` read each step's verdict per bat
 of steps instead of per step, with the same "nothing applied" guarantee.
 """
 
+import math
 from typing import List, Optional
 
 import numpy as np
@@ -138,6 +139,29 @@ class StepLedger:
         return done
 
 
+def rejected(svi, loss, ok, stable_update: bool, ledger: Optional[StepLedger]) -> bool:
+    """Act on a step read on the host as not finite: skip it (True) under
+    ``stable_update``, else raise naming the culprit. False for a finite step."""
+    if bool(ok):
+        return False
+    if not stable_update:
+        raise FloatingPointError(svi.describe_nonfinite(loss.item()))
+    svi.skipped_steps += 1
+    if ledger is not None:
+        ledger.record(loss, None)
+    return True
+
+
+def finish_step(svi, loss, applied: Optional[torch.Tensor], ledger: Optional[StepLedger]):
+    """Count an updated step (``applied``: its device-side flag if deferred, else None),
+    record it for ``fit`` and run the after-update hooks; returns ``loss``."""
+    svi.step_count += 1
+    if ledger is not None:
+        ledger.record(loss, applied)
+    svi.after_update(applied)
+    return loss
+
+
 class EagerStep:
     """The step with torch's optimizers (and the ELBO's own ``backward``)."""
 
@@ -163,31 +187,24 @@ class EagerStep:
             grads = [p.grad for p in params]
             if svi.hooks.reduces_grads:
                 svi.hooks.reduce_grads(grads)
-            ok = svi.hooks.agree(finite_verdict(loss, grads, check_grads=stable_update))
-            if ledger is not None and (stable_update or check_finite):
+            checked = stable_update or check_finite
+            if ledger is None and not stable_update and not svi.hooks.agrees:
+                # Read now anyway (step() returns the loss): no device-side verdict needed.
+                ok = math.isfinite(loss.item()) if checked else True
+            else:
+                ok = svi.hooks.agree(finite_verdict(loss, grads, check_grads=stable_update))
+            if ledger is not None and checked:
                 if svi.optim.can_mask(params):
                     applied = ledger.admit(ok)
                     svi.optim.step_unless(params, ~applied)
-                    ledger.record(loss, applied)
-                    svi.step_count += 1
-                    svi.after_update(applied)
-                    return loss
+                    return finish_step(svi, loss, applied, ledger)
                 # This step cannot be masked on the device: settle the pending ones first,
                 # so that it is never applied after a step that failed.
                 ledger.resolve(svi)
-            if (stable_update or check_finite) and not bool(ok):
-                if stable_update:
-                    svi.skipped_steps += 1
-                    if ledger is not None:
-                        ledger.record(loss, None)
-                    return loss
-                raise FloatingPointError(svi.describe_nonfinite(loss.item()))
+            if checked and rejected(svi, loss, ok, stable_update, ledger):
+                return loss
             svi.optim(params)
-            svi.step_count += 1
-            if ledger is not None:
-                ledger.record(loss, None)
-            svi.after_update(None)
-            return loss
+            return finish_step(svi, loss, None, ledger)
         finally:
             if not params:
                 params = [p for p in store.leaves(self.reads.names) if p is not None]

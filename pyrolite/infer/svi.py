@@ -268,9 +268,11 @@ class SVI(TracePosterior):
             for i in range(num_steps):
                 self._step(args, kwargs, stable_update, not stable_update, ledger)
                 if len(ledger) == batch or i == num_steps - 1:
+                    self._step_args = (args, kwargs)  # to name a culprit by an eager re-run
                     try:
                         ledger.resolve(self)
                     finally:
+                        self._step_args = None
                         fetched = ledger.take()
                         losses.append(fetched)
                     if init_loss is None and len(fetched):

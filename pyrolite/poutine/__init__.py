@@ -32,6 +32,8 @@ from .lift_messenger import LiftMessenger
 from .markov_messenger import MarkovMessenger
 from .mask_messenger import MaskMessenger, get_mask
 from .messenger import Messenger
+from .param_leaves_messenger import ParamLeavesMessenger
+from .param_reads_messenger import ParamReadsMessenger
 from .plate_messenger import CondIndepStackFrame, PlateMessenger
 from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
@@ -45,7 +47,8 @@ from .uncondition_messenger import UnconditionMessenger
 __all__ = [
     "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
     "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",
-    "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "PlateMessenger",
+    "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "ParamLeavesMessenger",
+    "ParamReadsMessenger", "PlateMessenger",
     "ReplayMessenger", "ScaleMessenger", "SeedMessenger", "SubstituteMessenger", "Trace",
     "TraceHandler", "TraceMessenger", "UnconditionMessenger", "am_i_wrapped", "apply_stack",
     "block", "broadcast", "condition", "do", "effectful", "enable_validation", "enum",

@@ -143,6 +143,11 @@ class PlateMessenger(Messenger):
 
     # --- indices -----------------------------------------------------------------
 
+    @property
+    def user_subsample(self) -> Optional[torch.Tensor]:
+        """The indices passed as ``subsample=`` (None when the plate draws its own)."""
+        return self._user_subsample
+
     def _draw_indices(self) -> torch.Tensor:
         if self._user_subsample is not None:
             return self._user_subsample

@@ -375,8 +375,9 @@ def test_compiled_svi_step_reads_an_updated_param_without_recompiling():
     loss_e = eager.step(data)
     assert loss_c == pytest.approx(loss_e, abs=TOL, rel=TOL)
     assert_leaves_equal(params_c, leaves(), atol=TOL)
-    # the step started from alpha_q = 25, not from where the optimizer had left it
-    assert float(params_c["alpha_q"].exp()) == pytest.approx(25.0, abs=0.5)
+    # the step started from alpha_q = 25 (one Adam step moves the log by about lr), not
+    # from where the optimizer had left it (about 15)
+    assert float(params_c["alpha_q"]) == pytest.approx(math.log(25.0), abs=0.1)
 
 
 # --- 5. hooks between gradients and update ---------------------------------------------------
@@ -472,7 +473,8 @@ def test_after_update_is_never_told_a_skipped_step_was_applied(optim):
     """A skipped step either gets no call (checked on the host) or a False flag (masked on
     the device, where the host does not know yet); an applied one gets None or True."""
     hooks = RecordingHooks()
-    svi = SVI(nan_model_at({4, 7}), coin_guide, optim({"lr": 0.05}), Trace_ELBO(), hooks=hooks)
+    model = nan_model_at({4, 7}.__contains__)
+    svi = SVI(model, coin_guide, optim({"lr": 0.05}), Trace_ELBO(), hooks=hooks)
     svi.fit(10, coin_data(), progress_bar=False, stable_update=True)
     assert (svi.step_count, svi.skipped_steps) == (8, 2)
     flags = [True if a is None else bool(a) for a in hooks.updates]
@@ -517,11 +519,12 @@ def test_agree_returning_false_in_the_compiled_step_raises_and_leaves_params_unc
 
 def test_compile_info_reports_graphs_and_fallback_reasons():
     data = coin_data()
-    assert SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO()).compile_info == (
-        False,
-        0,
-        (),
-    )
+    eager = SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO())
+    assert eager.compile_info == (False, 0, ())
+    compiled = SVI(coin_model, coin_guide, Adam({"lr": 0.05}), Trace_ELBO(), compile=AOT)
+    for _ in range(3):
+        compiled.step(data)
+    assert compiled.compile_info == (True, 1, ())
     svi = SVI(coin_model, coin_guide, RMSprop({"lr": 0.05}), Trace_ELBO(), compile=AOT)
     with pytest.warns(RuntimeWarning, match="RMSprop"):
         for _ in range(3):
@@ -620,9 +623,7 @@ def test_private_name_check_catches_both_forms():
 
 
 OWNERS = sorted({_owner(m) for m in PYROLITE_MODULES})
-KNOWN_PRIVATE_USES = {
-    "pyrolite.primitives": "primitives reads poutine.runtime._STACK (to be given a public name)"
-}
+KNOWN_PRIVATE_USES: dict = {}  # owner -> reason, for a use that is known and not yet fixed
 
 
 @pytest.mark.parametrize(
@@ -793,17 +794,14 @@ def test_fit_reads_the_host_once_per_batch_of_steps(monkeypatch):
     assert alpha / (alpha + beta) > 0.5  # six heads in ten: the posterior mean moved up
 
 
-def nan_model_at(steps):
-    """The coin model whose observations are NaN on the model calls numbered in ``steps``
-    (``"from:k"``: on call k and every later one); one model call per step."""
+def nan_model_at(is_nan):
+    """The coin model whose observations are NaN on the model calls (numbered from 1) for
+    which ``is_nan(call)``; SVI calls the model once per step."""
     calls = [0]
 
     def model(data):
         calls[0] += 1
-        late = isinstance(steps, str) and calls[0] >= int(steps.split(":")[1])
-        if late or (not isinstance(steps, str) and calls[0] in steps):
-            data = data * float("nan")
-        coin_model(data)
+        coin_model(data * float("nan") if is_nan(calls[0]) else data)
 
     return model
 
@@ -818,7 +816,7 @@ def test_fit_raises_at_a_nan_step_and_leaves_the_state_of_the_step_before():
 
     pyro.clear_param_store()
     pyro.set_rng_seed(4)
-    svi = SVI(nan_model_at(f"from:{k}"), coin_guide, Adam({"lr": 0.05}), Trace_ELBO())
+    svi = SVI(nan_model_at(lambda call: call >= k), coin_guide, Adam({"lr": 0.05}), Trace_ELBO())
     with pytest.raises(FloatingPointError, match=f"SVI step {k - 1}: loss is nan"):
         svi.fit(num_steps, data, progress_bar=False)
     assert svi.step_count == k - 1
@@ -841,7 +839,7 @@ def test_fit_with_stable_update_skips_nan_steps_and_applies_the_others():
 
     pyro.clear_param_store()
     pyro.set_rng_seed(9)
-    svi = SVI(nan_model_at(nan_steps), coin_guide, Adam({"lr": 0.05}), Trace_ELBO())
+    svi = SVI(nan_model_at(nan_steps.__contains__), coin_guide, Adam({"lr": 0.05}), Trace_ELBO())
     result = svi.fit(num_steps, data, progress_bar=False, stable_update=True)
     assert svi.skipped_steps == 3 and svi.step_count == num_steps - 3
     assert sorted(np.flatnonzero(np.isnan(result.losses)) + 1) == sorted(nan_steps)

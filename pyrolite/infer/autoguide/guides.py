@@ -82,7 +82,7 @@ class _GuidePlate:
     @property
     def subsampled(self) -> bool:
         if self.user_plate is not None:
-            return self.user_plate._user_subsample is not None or (
+            return self.user_plate.user_subsample is not None or (
                 self.user_plate.subsample_size != self.user_plate.size
             )
         return self.subsample_size != self.size
