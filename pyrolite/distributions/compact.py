@@ -29,6 +29,7 @@ from pyrolite.distributions.torch_distribution import (
     TorchDistributionMixin,
     copy_forced_has_rsample,
 )
+from pyrolite.distributions.util import broadcast_shape
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -84,7 +85,7 @@ class _CompactParams(TorchDistributionMixin):
             self.__dict__["_" + name] = value
             param_shape = _shape(value)
             if param_shape and param_shape != shape:  # a scalar never changes the shape
-                shape = torch.broadcast_shapes(shape, param_shape) if shape else param_shape
+                shape = broadcast_shape(shape, param_shape) if shape else param_shape
         torch.distributions.Distribution.__init__(self, shape, validate_args=validate_args)
 
     def __repr__(self) -> str:
@@ -126,7 +127,7 @@ class _CompactParams(TorchDistributionMixin):
         (compact params may leave batch dims out when ``value`` does not have them)."""
         if self._covers(value):
             return log_prob
-        shape = torch.broadcast_shapes(value.shape, self._batch_shape)
+        shape = broadcast_shape(value.shape, self._batch_shape)
         return log_prob if log_prob.shape == shape else log_prob.expand(shape)
 
     def _standard_normal(self, sample_shape) -> _Tensor:
@@ -136,8 +137,8 @@ class _CompactParams(TorchDistributionMixin):
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         try:
-            compatible = torch.broadcast_shapes(self._batch_shape, batch_shape) == batch_shape
-        except RuntimeError:
+            compatible = broadcast_shape(self._batch_shape, batch_shape) == batch_shape
+        except ValueError:
             compatible = False
         if not compatible:
             raise RuntimeError(
@@ -189,14 +190,17 @@ class Normal(_LocScale, torch.distributions.Normal):
             self._validate_sample(value)
         return self._full_shape(value, _normal_log_density(value, self._loc, self._scale))
 
-    def _log_prob_sum(self, value):
-        """``log_prob(value).sum()`` without the per-element log-density.
+    def _log_prob_sum(self, value, keep: Tuple[int, ...] = ()):
+        """``log_prob(value)`` summed over every dim but ``keep``, without the per-element
+        log-density.
 
         With ``d = value - loc``, the sum is ``-sum(d^2 / (2 scale^2)) - sum(log scale) -
-        n log(2 pi) / 2``; where ``scale`` is shared along some dims (a single scale, or one
-        per particle), ``d^2`` is first summed along them, so only ``d``, ``d^2`` and a sum
-        run at full size (two full-size ops backward instead of seven). None where that saves
-        nothing (a ``scale`` per element) or does not apply (``value - loc`` does not cover the
+        n log(2 pi) / 2``; where ``scale`` is shared along some summed dims (a single scale,
+        or one per particle), ``d^2`` is first summed along them, so only ``d``, ``d^2`` and
+        a sum run at full size (two full-size ops backward instead of seven). ``keep``
+        (negative batch dims, ascending) are left out of the sum: the result has their
+        sizes, in order (RenyiELBO keeps the particle dim). None where that saves nothing
+        (a ``scale`` per element) or does not apply (``value - loc`` does not cover the
         batch shape: the log-prob broadcasts further).
         """
         if not isinstance(value, _Tensor):
@@ -205,21 +209,29 @@ class Normal(_LocScale, torch.distributions.Normal):
         diff = value - loc if isinstance(loc, _Tensor) or loc != 0 else value
         if not self._covers(diff):
             return None
-        n = diff.numel()
+        if keep and diff.dim() < -keep[0]:
+            diff = diff.reshape((1,) * (-keep[0] - diff.dim()) + tuple(diff.shape))
+        summed = tuple([d for d in range(-diff.dim(), 0) if d not in keep])
+        squares = diff.square()
         if not isinstance(scale, _Tensor):
-            squares = diff.square().sum()
-            return squares * (-0.5 / scale**2) - n * (math.log(scale) + _HALF_LOG_2PI)
-        if scale.numel() == n:
+            per_entry = diff.numel() // max(1, math.prod([diff.shape[d] for d in keep]))
+            if summed:
+                squares = squares.sum(summed)
+            return squares * (-0.5 / scale**2) - per_entry * (math.log(scale) + _HALF_LOG_2PI)
+        if scale.numel() == diff.numel() or scale.dim() > diff.dim():
             return None
         # scale's shape, aligned right against diff's: sum d^2 along the dims it is shared in
         shape = (1,) * (diff.dim() - scale.dim()) + tuple(scale.shape)
-        shared = tuple(i for i, size in enumerate(shape) if size == 1 and diff.shape[i] != 1)
-        squares = diff.square()
+        shared = tuple([d for d in summed if shape[d] == 1 and diff.shape[d] != 1])
         if shared:
             squares = squares.sum(shared, keepdim=True)
         scale = scale.reshape(shape)
-        log_terms = (scale.log() + _HALF_LOG_2PI).sum() * (n // scale.numel())
-        return (squares * scale.reciprocal().square()).sum() * -0.5 - log_terms
+        weighted = squares * scale.reciprocal().square()
+        log_terms = scale.log() + _HALF_LOG_2PI
+        if summed:
+            weighted, log_terms = weighted.sum(summed), log_terms.sum(summed)
+        repeats = math.prod([diff.shape[d] for d in shared])  # entries each scale stands for
+        return weighted * -0.5 - log_terms * repeats
 
 
 class HalfNormal(_CompactParams, torch.distributions.HalfNormal):

@@ -147,10 +147,14 @@ def _independent_log_prob(self, value):
     return log_prob.sum(-1) if n == 1 else log_prob.sum(tuple(range(-n, 0)))
 
 
-def _independent_log_prob_sum(self, value):
-    """The base distribution's fast ``log_prob(value).sum()``, where it has one."""
+def _independent_log_prob_sum(self, value, keep=()):
+    """The base distribution's fast ``log_prob(value)`` sum over all dims but ``keep``
+    (batch dims: the base's are further left by the reinterpreted dims), where it has one."""
     fast = getattr(self.base_dist, "_log_prob_sum", None)
-    return None if fast is None else fast(value)
+    if fast is None:
+        return None
+    n = self.reinterpreted_batch_ndims
+    return fast(value, tuple([d - n for d in keep])) if keep else fast(value)
 
 
 Independent = _wrap(

@@ -96,11 +96,15 @@ class ELBO:
       without the per-element tensor where a distribution can), ``"auto"`` (sums
       when no guide site has a score-function term), or ``"none"`` (``particle``
       computes what it needs).
+    * ``guide_log_probs``: ``"all"`` (``score_parts`` and ``log_prob`` on every guide
+      sample site) or ``"none"`` (``particle`` computes what it needs). A run with
+      validation on computes every log-prob whatever is declared: the checks read them.
     * ``enumerates``: whether the estimator sums out sites marked for enumeration.
     """
 
     graph_type = "flat"
     log_probs = "auto"
+    guide_log_probs = "all"
     enumerates = False
 
     def __init__(
@@ -134,6 +138,7 @@ class ELBO:
         # Structures already validated: validation runs once per model/guide structure.
         self._validated: set = set()
         self._last_key: Optional[tuple] = None
+        self._trusting = False  # inside an estimate that skips the checks of a known structure
         self._plans: Dict[Hashable, Any] = {}
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
@@ -210,8 +215,13 @@ class ELBO:
         prune_subsample_sites_(guide_trace)
         prune_subsample_sites_(model_trace)
         self.last_traces = (model_trace, guide_trace)
-        guide_trace.compute_score_parts()
+        # A validating run computes every log-prob: the shape and support checks read them.
+        validating = is_validation_enabled()
+        if validating or self.guide_log_probs == "all":
+            guide_trace.compute_score_parts()
         needs = self.log_probs
+        if needs == "none" and validating:
+            needs = "elementwise"
         if needs == "auto":
             # The loss reads only the model's per-site sums; score-function costs need the
             # per-element log-probs (Rao-Blackwellization by plates).
@@ -223,20 +233,11 @@ class ELBO:
         return model_trace, guide_trace
 
     def _trace_pair(self, model, guide, args, kwargs) -> TracePair:
-        """Validation (torch's argument/support checks, model-guide matching, site
-        shapes) runs in full for each new model/guide structure; once a structure has
-        passed, its later steps skip it (a non-finite loss is still caught by SVI and
-        traced to its site). A changed structure is re-run with checks on.
-        """
-        validate = is_validation_enabled()
-        if validate and self._last_key in self._validated:
-            with validation_disabled():
-                pair = self.run_pair(model, guide, args, kwargs)
-            if _names_key(*pair) in self._validated:
-                return pair
         pair = self.run_pair(model, guide, args, kwargs)
-        if validate:
+        if is_validation_enabled():
             self._validate(*pair)
+        elif self._trusting and _names_key(*pair) not in self._validated:
+            raise _StructureChanged
         return pair
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs) -> int:
@@ -287,7 +288,25 @@ class ELBO:
     # --- the pipeline -------------------------------------------------------------------
 
     def loss_and_surrogate(self, model: Callable, guide: Callable, args, kwargs):
-        """(detached -ELBO, surrogate): the estimate and what its gradient is taken of."""
+        """(detached -ELBO, surrogate): the estimate and what its gradient is taken of.
+
+        Validation (torch's argument/support checks, model-guide matching, site shapes)
+        runs in full for each new model/guide structure; once a structure has passed, its
+        later estimates run with it off (a non-finite loss is still caught by SVI and
+        traced to its site), and a changed structure is estimated again with checks on.
+        """
+        if is_validation_enabled() and self._last_key in self._validated:
+            self._trusting = True
+            try:
+                with validation_disabled():
+                    return self._estimate(model, guide, args, kwargs)
+            except _StructureChanged:
+                pass
+            finally:
+                self._trusting = False
+        return self._estimate(model, guide, args, kwargs)
+
+    def _estimate(self, model: Callable, guide: Callable, args, kwargs):
         needs_plan = type(self).plan is not ELBO.plan
         results = []
         for model_trace, guide_trace in self.get_traces(model, guide, args, kwargs):
@@ -329,6 +348,10 @@ class ELBO:
         if not isinstance(loss, torch.Tensor):
             loss = torch.tensor(float(loss))
         return loss.detach()
+
+
+class _StructureChanged(Exception):
+    """An estimate that skipped validation met a structure not validated yet."""
 
 
 def structure_key(model_trace: Trace, guide_trace: Trace) -> tuple:

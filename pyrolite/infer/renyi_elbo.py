@@ -9,6 +9,8 @@ gets its own importance weighting), as Pyro does.
 Gradients: reparameterized sites are differentiated through ``w_k``, each weighted by
 its normalized weight; a non-reparameterized site adds the score-function term
 ``L_α · Σ_k log q(z_k)`` (the bound held fixed), which makes the estimate unbiased.
+(Pyro 1.9's RenyiELBO omits that term: its gradient for the parameters of a discrete
+guide site is zero. ``tests/infer/test_renyi_elbo.py`` checks ours by enumeration.)
 """
 
 import math
@@ -18,7 +20,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 
 from ..distributions.util import is_identically_zero
-from ..poutine.trace_struct import Trace
+from ..poutine.trace_struct import Trace, sum_all_but
 from .elbo import ELBO, sum_terms
 
 
@@ -29,8 +31,7 @@ class _Plan(NamedTuple):
 
 
 class _Particle(NamedTuple):
-    elbo: torch.Tensor  # detached log w, shape (particles or 1, *shared plates)
-    surrogate: torch.Tensor  # log w with the gradient paths of reparameterized sites
+    log_w: torch.Tensor  # log w with the gradient paths, shape (particles or 1, *shared plates)
     score: Optional[torch.Tensor]  # sum of log q of the score-function sites, or None
 
 
@@ -55,7 +56,9 @@ class RenyiELBO(ELBO):
     0.0
     """
 
-    log_probs = "elementwise"
+    # Model log-probs are summed per particle (and shared-plate element) by the particle,
+    # without the per-element tensor where the distribution can.
+    log_probs = "none"
 
     def __init__(
         self,
@@ -121,53 +124,38 @@ class RenyiELBO(ELBO):
     def particle(self, plan: _Plan, model_trace: Trace, guide_trace: Trace) -> _Particle:
         kept = plan.kept
         log_w: List[torch.Tensor] = [
-            _keep(model_trace.nodes[n]["log_prob"], kept) for n in plan.model_sites
+            model_trace.log_prob_sum_keeping(n, kept) for n in plan.model_sites
         ]
         log_q, score = [], []
         for name, has_score in plan.guide_sites:
-            term = _keep(guide_trace.nodes[name]["log_prob"], kept)
+            term = sum_all_but(guide_trace.nodes[name]["log_prob"], kept)
             log_q.append(term)
             if has_score:
                 score.append(term)
-        surrogate = sum_terms(log_w) - sum_terms(log_q)
+        log_weight = sum_terms(log_w) - sum_terms(log_q)
         if not self.vectorized:
-            surrogate = surrogate.unsqueeze(0)  # a particle dim of 1
+            log_weight = log_weight.unsqueeze(0)  # a particle dim of 1
         score_sum = None
         if score:
             score_sum = sum_terms(score)
             if not self.vectorized:
                 score_sum = score_sum.unsqueeze(0)
-        return _Particle(surrogate.detach(), surrogate, score_sum)
+        return _Particle(log_weight, score_sum)
 
     def combine(self, results: List[_Particle]) -> Tuple[torch.Tensor, torch.Tensor]:
-        elbo = _cat([r.elbo for r in results])
-        surrogate = _cat([r.surrogate for r in results])
-        num_particles = elbo.shape[0]
-        log_weights = (1.0 - self.alpha) * elbo
-        log_mean_weight = torch.logsumexp(log_weights, dim=0) - math.log(num_particles)
-        bound = log_mean_weight / (1.0 - self.alpha)  # per element of the shared plates
-        # K * softmax: exp(log w - log mean w) computed so, rounds at large |log w|.
-        normalized = torch.softmax(log_weights, dim=0) * num_particles
-        surrogate_bound = (normalized * surrogate).sum(0) / num_particles
+        log_w = _cat([r.log_w for r in results])
+        scaled = log_w if self.alpha == 0 else (1.0 - self.alpha) * log_w
+        # Differentiated through logsumexp, each particle's log w gets its normalized
+        # weight: the pathwise gradient of the bound.
+        bound = torch.logsumexp(scaled, dim=0) - math.log(log_w.shape[0])
+        if self.alpha != 0:
+            bound = bound / (1.0 - self.alpha)  # per element of the shared plates
         scores = [r.score for r in results]
-        if scores[0] is not None:
-            score = _cat(scores).sum(0)
-            surrogate_bound = surrogate_bound + bound.detach() * score
-        loss = -bound.sum()
-        return loss, -surrogate_bound.sum()
-
-
-def _keep(term, kept: Tuple[int, ...]) -> torch.Tensor:
-    """``term`` summed over every dim but ``kept``, laid out as ``(kept sizes...)``."""
-    if not isinstance(term, torch.Tensor):
-        term = torch.as_tensor(term)
-    width = -kept[0] if kept else 0
-    if term.dim() < width:
-        term = term.reshape((1,) * (width - term.dim()) + term.shape)
-    summed = [d for d in range(-term.dim(), 0) if d not in kept]
-    if summed:
-        term = term.sum(summed)
-    return term.reshape(term.shape[-len(kept) :] if kept else ())
+        if scores[0] is None:
+            loss = -bound.sum()
+            return loss, loss
+        surrogate = bound + bound.detach() * _cat(scores).sum(0)
+        return -bound.sum().detach(), -surrogate.sum()
 
 
 def _cat(parts: List[torch.Tensor]) -> torch.Tensor:

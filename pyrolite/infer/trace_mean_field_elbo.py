@@ -9,12 +9,12 @@ other latents sampled by ``q`` in a way ``q`` shares, i.e. for a mean-field guid
 """
 
 import math
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
 from ..distributions import kl_divergence
-from ..distributions.util import is_identically_zero, scale_and_mask
+from ..distributions.util import scale_and_mask
 from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
 from ..util import warn_once
@@ -24,7 +24,7 @@ _KL, _MONTE_CARLO = "kl", "mc"
 
 
 class _Plan(NamedTuple):
-    latent: Tuple[Tuple[str, str], ...]  # (site name, _KL or _MONTE_CARLO)
+    latent: Tuple[Tuple[str, str, int], ...]  # (site name, _KL or _MONTE_CARLO, KL repeats)
     observed: Tuple[str, ...]  # model sites scored by log p
     guide_only: Tuple[str, ...]  # guide sites absent from the model (auxiliary)
 
@@ -48,8 +48,9 @@ class TraceMeanField_ELBO(ELBO):
     0.5
     """
 
-    # Latent sites with a KL read no model log-prob: the particle computes what it needs.
+    # Latent sites with a KL read no log-prob at all: the particle computes what it needs.
     log_probs = "none"
+    guide_log_probs = "none"
 
     def plan(self, model_trace: Trace, guide_trace: Trace) -> _Plan:
         latent, observed = [], []
@@ -61,7 +62,12 @@ class TraceMeanField_ELBO(ELBO):
                 continue
             guide_site = guide_trace.nodes[name]
             _check_reparameterized(name, guide_site)
-            latent.append((name, _KL if _has_kl(guide_site["fn"], site["fn"]) else _MONTE_CARLO))
+            kl = _kl_if_known(guide_site["fn"], site["fn"])
+            if kl is None:
+                latent.append((name, _MONTE_CARLO, 1))
+            else:
+                kl = scale_and_mask(kl, guide_site["scale"], guide_site["mask"])
+                latent.append((name, _KL, _plate_repeats(guide_site, kl.shape)))
         guide_only = []
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and name not in model_trace.nodes:
@@ -71,15 +77,18 @@ class TraceMeanField_ELBO(ELBO):
 
     def particle(self, plan: _Plan, model_trace: Trace, guide_trace: Trace):
         model_nodes, guide_nodes = model_trace.nodes, guide_trace.nodes
-        needed = set(plan.observed) | {n for n, how in plan.latent if how == _MONTE_CARLO}
-        model_trace.compute_log_prob_sums(lambda name, site: name in needed)
+        sampled = {n for n, how, _ in plan.latent if how == _MONTE_CARLO}
+        model_needs = sampled.union(plan.observed)
+        model_trace.compute_log_prob_sums(lambda name, site: name in model_needs)
+        guide_needs = sampled.union(plan.guide_only)
+        guide_trace.compute_score_parts(lambda name, site: name in guide_needs)
         # loss = sum KL + sum (log q - log p) over Monte-Carlo latents - sum log p(obs)
         terms: List[torch.Tensor] = []
         negative: List[torch.Tensor] = [model_nodes[n]["log_prob_sum"] for n in plan.observed]
-        for name, how in plan.latent:
+        for name, how, repeats in plan.latent:
             guide_site = guide_nodes[name]
             if how == _KL:
-                terms.append(_kl_sum(guide_site, model_nodes[name]))
+                terms.append(_kl_sum(guide_site, model_nodes[name], repeats))
             else:
                 terms.append(guide_site["log_prob_sum"])
                 negative.append(model_nodes[name]["log_prob_sum"])
@@ -94,7 +103,7 @@ class TraceMeanField_ELBO(ELBO):
 
 
 def _check_reparameterized(name: str, guide_site: dict) -> None:
-    if not is_identically_zero(guide_site["score_parts"].score_function):
+    if not getattr(guide_site["fn"], "has_rsample", False):
         raise NotImplementedError(
             f"TraceMeanField_ELBO: guide site '{name}' ({type(guide_site['fn']).__name__}) is "
             "not reparameterized, but this estimator needs every latent guide site to be; "
@@ -102,26 +111,28 @@ def _check_reparameterized(name: str, guide_site: dict) -> None:
         )
 
 
-def _has_kl(q, p) -> bool:
-    """Whether ``kl_divergence(q, p)`` is registered for this pair (asked once per trace
-    structure: the plan is cached)."""
+def _kl_if_known(q, p) -> Optional[torch.Tensor]:
+    """``kl_divergence(q, p)`` if it is registered for this pair, else None (asked once
+    per trace structure: the plan is cached)."""
     try:
         with torch.no_grad():
-            kl_divergence(q, p)
+            return kl_divergence(q, p)
     except NotImplementedError:
-        return False
-    return True
+        return None
 
 
-def _kl_sum(guide_site: dict, model_site: dict) -> torch.Tensor:
+def _plate_repeats(guide_site: dict, kl_shape: torch.Size) -> int:
+    """How many plate entries each KL element stands for: a site's distribution may stay
+    compact inside its plates (lazy broadcasting), one element for a whole plate."""
+    batch = plate_batch_shape(guide_site) or ()
+    full = torch.broadcast_shapes(kl_shape, tuple(batch))
+    return math.prod(full) // max(1, math.prod(kl_shape))
+
+
+def _kl_sum(guide_site: dict, model_site: dict, repeats: int) -> torch.Tensor:
     """``sum KL(q || p)`` over the site's batch (plates included), scaled and masked."""
     kl = kl_divergence(guide_site["fn"], model_site["fn"])
     kl = scale_and_mask(kl, guide_site["scale"], guide_site["mask"])
-    # A site's distribution may stay compact inside its plates (lazy broadcasting): its
-    # KL then covers one element per plate entry, each counted plate-size times.
-    batch = plate_batch_shape(guide_site) or ()
-    full = torch.broadcast_shapes(kl.shape, tuple(batch))
-    repeats = math.prod(full) // max(1, kl.numel())
     total = kl.sum() if kl.dim() else kl
     return total if repeats == 1 else total * repeats
 

@@ -46,6 +46,39 @@ def _total(log_prob: torch.Tensor) -> torch.Tensor:
     return log_prob if log_prob.dim() == 0 else log_prob.sum()
 
 
+def _fast_log_prob_sum(site: dict, keep: Tuple[int, ...]) -> Optional[torch.Tensor]:
+    """The site's scaled log-prob summed over all dims but ``keep`` by the distribution's
+    ``_log_prob_sum`` (no per-element tensor), or None where that does not apply: a mask,
+    a tensor scale, validation on, extra arguments, or no such method."""
+    fn, scale = site["fn"], site["scale"]
+    fast = getattr(fn, "_log_prob_sum", None)
+    if (
+        fast is None
+        or getattr(fn, "_validate_args", True)
+        or site["mask"] is not None
+        or not isinstance(scale, (int, float))
+        or site["args"]
+        or site["kwargs"]
+    ):
+        return None
+    total = fast(site["value"], keep) if keep else fast(site["value"])
+    if total is None or scale == 1:
+        return total
+    return total * scale
+
+
+def sum_all_but(term, keep: Tuple[int, ...]) -> torch.Tensor:
+    """``term`` summed over every dim but ``keep`` (negative, ascending), laid out as the
+    kept dims' sizes (a term lacking a kept dim gets size 1 there)."""
+    if not isinstance(term, torch.Tensor):
+        term = torch.as_tensor(term)
+    width = -keep[0] if keep else 0
+    if term.dim() < width:
+        term = term.reshape((1,) * (width - term.dim()) + tuple(term.shape))
+    summed = [d for d in range(-term.dim(), 0) if d not in keep]
+    return term.sum(summed) if summed else term
+
+
 def _site_score_parts(name: str, site: dict):
     fn = site["fn"]
     if hasattr(fn, "score_parts"):
@@ -220,21 +253,23 @@ class Trace:
         for name, site in self.nodes.items():
             if site["type"] != "sample" or "log_prob_sum" in site or not site_filter(name, site):
                 continue
-            fn, scale = site["fn"], site["scale"]
-            fast = getattr(fn, "_log_prob_sum", None)
-            if (
-                fast is not None
-                and not getattr(fn, "_validate_args", True)
-                and site["mask"] is None
-                and isinstance(scale, (int, float))
-                and not site["args"]
-                and not site["kwargs"]
-            ):
-                total = fast(site["value"])
-                if total is not None:
-                    site["log_prob_sum"] = total if scale == 1 else total * scale
-                    continue
+            total = _fast_log_prob_sum(site, ())
+            if total is not None:
+                site["log_prob_sum"] = total
+                continue
             _cache_log_prob(name, site)
+
+    def log_prob_sum_keeping(self, name: str, keep: Tuple[int, ...]) -> torch.Tensor:
+        """Site ``name``'s log-prob summed over every dim but ``keep`` (negative dims,
+        ascending), laid out as the kept dims' sizes; summed without the per-element
+        tensor where the distribution can (as :meth:`compute_log_prob_sums`)."""
+        site = self.nodes[name]
+        if "log_prob" not in site:
+            total = _fast_log_prob_sum(site, keep)
+            if total is not None:
+                return total
+            _cache_log_prob(name, site)
+        return sum_all_but(site["log_prob"], keep)
 
     def compute_score_parts(self, site_filter: SiteFilter = _all_sites) -> None:
         """Cache ``score_parts`` (log_prob, score_function, entropy_term), scaled and masked."""

@@ -65,6 +65,21 @@ def test_masked_site_counts_only_unmasked_elements():
     assert TraceMeanField_ELBO().loss(model, guide) == pytest.approx(2 * 0.5)
 
 
+def test_mask_on_a_compact_site_counts_each_unmasked_plate_entry_once():
+    # A scalar guide distribution inside a plate of 4, with a mask over the plate.
+    mask = torch.tensor([True, False, True, True])
+
+    def model():
+        with pyro.plate("data", 4), poutine.mask(mask=mask):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        with pyro.plate("data", 4), poutine.mask(mask=mask):
+            pyro.sample("z", dist.Normal(1.0, 1.0))
+
+    assert TraceMeanField_ELBO().loss(model, guide) == pytest.approx(3 * 0.5)
+
+
 def test_pair_without_a_kl_falls_back_to_monte_carlo():
     # KL(LogNormal || Gamma) is not registered: log q - log p at the draw, as Trace_ELBO.
     def model():
