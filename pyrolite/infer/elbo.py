@@ -225,6 +225,7 @@ class ELBO:
         if needs == "auto":
             # The loss reads only the model's per-site sums; score-function costs need the
             # per-element log-probs (Rao-Blackwellization by plates).
+            guide_trace.compute_score_parts()  # (a no-op where already computed)
             needs = "sums" if _all_reparameterized(guide_trace) else "elementwise"
         if needs == "sums":
             model_trace.compute_log_prob_sums()
