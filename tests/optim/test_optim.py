@@ -67,9 +67,9 @@ def test_dict_args_share_one_torch_optimizer_and_group(names):
     adam = optim.Adam({"lr": 0.1})
     run_pyrolite(adam, params[:2], 1)
     run_pyrolite(adam, params, 1)
-    optimizers = {id(o) for o in adam._optimizer_of.values()}
+    optimizers = {id(adam.torch_optimizer(p)) for p in params}
     assert len(optimizers) == 1
-    (torch_optimizer,) = {o for o in adam._optimizer_of.values()}
+    (torch_optimizer,) = {adam.torch_optimizer(p) for p in params}
     assert len(torch_optimizer.param_groups) == 1
     assert len(torch_optimizer.param_groups[0]["params"]) == 4
 
@@ -97,8 +97,8 @@ def test_per_param_callable_lr_gives_each_param_its_own_sgd_step(names, two_arg)
     torch.testing.assert_close(v.detach(), -0.001 * grads[v], rtol=0, atol=1e-7)
     torch.testing.assert_close(u.detach(), -0.001 * grads[u], rtol=0, atol=1e-7)
     # the two params with equal args share one torch optimizer
-    assert sgd._optimizer_of[v] is sgd._optimizer_of[u]
-    assert sgd._optimizer_of[v] is not sgd._optimizer_of[w]
+    assert sgd.torch_optimizer(v) is sgd.torch_optimizer(u)
+    assert sgd.torch_optimizer(v) is not sgd.torch_optimizer(w)
 
 
 def test_param_first_seen_at_step_10_gets_fresh_adam_state(names):
@@ -112,8 +112,8 @@ def test_param_first_seen_at_step_10_gets_fresh_adam_state(names):
     run_pyrolite(adam, [a, b], 1)
     # Adam's first step is lr * sign(grad) up to eps
     torch.testing.assert_close(b.detach(), b_before - lr * grad_b.sign(), rtol=0, atol=1e-6)
-    assert int(adam._optimizer_of[b].state[b]["step"]) == 1
-    assert int(adam._optimizer_of[a].state[a]["step"]) == 11
+    assert int(adam.torch_optimizer(b).state[b]["step"]) == 1
+    assert int(adam.torch_optimizer(a).state[a]["step"]) == 11
 
 
 def test_params_not_passed_are_untouched(names):

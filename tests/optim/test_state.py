@@ -126,7 +126,7 @@ def test_state_of_a_different_optimizer_is_rejected_when_its_param_appears(names
     with pytest.raises(ValueError, match="'a'.*momentum"):
         run_pyrolite(sgd, params, 1)
     assert all(torch.equal(p, v) for p, v in zip(params, values))
-    assert not sgd._optimizer_of
+    assert all(sgd.torch_optimizer(p) is None for p in params)
 
 
 def test_plain_optimizer_state_is_rejected_by_a_scheduler_and_vice_versa(names):
