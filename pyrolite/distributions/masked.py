@@ -9,6 +9,7 @@ from pyrolite.distributions.score_parts import ScoreParts
 from pyrolite.distributions.torch_distribution import (
     ForceableHasRsample,
     TorchDistribution,
+    TorchDistributionMixin,
     copy_forced_has_rsample,
 )
 from pyrolite.distributions.util import broadcast_shape, scale_and_mask
@@ -97,3 +98,6 @@ class MaskedDistribution(TorchDistribution):
     @property
     def variance(self):
         return self.base_dist.variance
+
+
+TorchDistributionMixin.masked_class = MaskedDistribution

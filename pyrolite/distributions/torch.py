@@ -164,3 +164,4 @@ Independent = _wrap(
     log_prob=_independent_log_prob,
     _log_prob_sum=_independent_log_prob_sum,
 )
+TorchDistributionMixin.independent_class = Independent

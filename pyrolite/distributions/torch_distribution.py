@@ -61,6 +61,12 @@ class TorchDistributionMixin:
     (torch.Size([2, 3]), 1)
     """
 
+    # What ``to_event`` and ``mask`` return. Both classes use this mixin, so their modules
+    # set these when they define them (``distributions.torch``, ``distributions.masked``),
+    # rather than this module importing them back.
+    independent_class: type
+    masked_class: type
+
     def __call__(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         """Draw a sample: reparameterized when ``has_rsample`` is True, detached otherwise."""
         return self.rsample(sample_shape) if self.has_rsample else self.sample(sample_shape)
@@ -100,9 +106,7 @@ class TorchDistributionMixin:
                 f"to_event({reinterpreted_batch_ndims}): only an Independent distribution can "
                 f"give back event dims, and {type(self).__name__} has none to give."
             )
-        from pyrolite.distributions.torch import Independent
-
-        return Independent(self, reinterpreted_batch_ndims)
+        return TorchDistributionMixin.independent_class(self, reinterpreted_batch_ndims)
 
     def mask(self, mask: Union[bool, torch.Tensor]):
         """Zero ``log_prob`` wherever ``mask`` (broadcastable to ``batch_shape``) is False.
@@ -111,9 +115,7 @@ class TorchDistributionMixin:
         >>> dist.Normal(0.0, 1.0).mask(torch.tensor([True, False])).log_prob(torch.tensor(9.0))
         tensor([-41.4189,   0.0000])
         """
-        from pyrolite.distributions.masked import MaskedDistribution
-
-        return MaskedDistribution(self, mask)
+        return TorchDistributionMixin.masked_class(self, mask)
 
     def has_rsample_(self, value: bool):
         """Force reparameterized (True) or detached (False) sampling on this instance, in place.

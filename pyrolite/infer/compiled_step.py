@@ -21,7 +21,12 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 import torch
 
 from ..optim import PyroOptim
-from ..optim.functional import UnsupportedRule, clipped_adam_step_size, update_rule
+from ..optim.functional import (
+    UnsupportedRule,
+    clipped_adam_step_size,
+    has_update_rule,
+    update_rule,
+)
 from ..params.param_store import get_param_store
 from ..poutine.param_leaves_messenger import MissingLeaf, ParamLeavesMessenger
 from ..util import validation_disabled
@@ -50,9 +55,9 @@ class _ParamSlot:
         except UnsupportedRule as e:
             raise _Unsupported(f"param {name!r}: {e}") from None
 
-    def current(self, optim: PyroOptim) -> bool:
-        """Whether the leaf, its optimizer and its state are still the ones captured."""
-        (leaf,) = get_param_store().leaves((self.name,))
+    def current(self, optim: PyroOptim, leaf: Optional[torch.Tensor]) -> bool:
+        """Whether ``leaf`` (the store's now), its optimizer and its state are still the
+        ones captured."""
         return (
             leaf is self.leaf
             and optim.torch_optimizer(leaf) is self.optimizer
@@ -213,6 +218,7 @@ class _Plan:
         else:
             self.step = _Stage(step_fn, options)
         self.slots = slots
+        self.names = [s.name for s in slots]
         self.leaves = [s.leaf for s in slots]
         self.states = [s.rule.state for s in slots]
         self.host_step = any(s.rule.host_step for s in slots)
@@ -221,6 +227,11 @@ class _Plan:
         self.scalar_values: Optional[List[float]] = None  # the rates ``scalars`` holds
         self.scalars: Optional[torch.Tensor] = None
         self.true = torch.ones((), dtype=torch.bool, device=self.leaves[0].device)
+
+    def current(self, optim: PyroOptim) -> bool:
+        """Whether every slot's leaf, optimizer and state are still the captured ones."""
+        leaves = get_param_store().leaves(self.names)
+        return all(s.current(optim, leaf) for s, leaf in zip(self.slots, leaves))
 
     @property
     def compiled_once(self) -> bool:
@@ -283,7 +294,6 @@ class CompiledStep:
         args,
         kwargs,
         stable_update: bool,
-        check_finite: bool,
         ledger: Optional[StepLedger] = None,
     ):
         if self._disabled is not None:
@@ -293,12 +303,12 @@ class CompiledStep:
         if key in self._eager_keys:
             return None
         plan = self._plans.get(key)
-        if plan is None or not all(s.current(self.svi.optim) for s in plan.slots):
+        if plan is None or not plan.current(self.svi.optim):
             plan = self._plan(key, stable_update)
             if plan is None:
                 return None
         try:
-            return self._run(plan, args, kwargs, stable_update, check_finite, ledger)
+            return self._run(plan, args, kwargs, stable_update, ledger)
         except _Unsupported as e:
             self._eager_keys[key] = str(e)
             self._plans.pop(key, None)
@@ -315,11 +325,7 @@ class CompiledStep:
             return f"{type(svi.optim).__name__} (e.g. an LR scheduler) has no compiled update"
         if svi.optim.pt_clip_args:
             return "clip_args (gradient clipping in PyroOptim) are not compiled"
-        if getattr(svi.optim.pt_optim_constructor, "__name__", None) not in (
-            "Adam",
-            "SGD",
-            "ClippedAdam",
-        ):
+        if not has_update_rule(svi.optim.pt_optim_constructor):
             name = getattr(svi.optim.pt_optim_constructor, "__name__", "this optimizer")
             return f"{name} has no compiled update (supported: Adam, SGD, ClippedAdam)"
         if not hasattr(torch._dynamo.config, "trace_autograd_ops"):
@@ -349,10 +355,9 @@ class CompiledStep:
         self._plans[key] = plan
         return plan
 
-    def _run(self, plan: _Plan, args, kwargs, stable_update, check_finite, ledger):
+    def _run(self, plan: _Plan, args, kwargs, stable_update, ledger):
         svi = self.svi
-        checked = stable_update or check_finite
-        defer = ledger is not None and checked and not plan.host_step
+        defer = ledger is not None and not plan.host_step
         if ledger is not None and not defer:
             ledger.resolve(svi)  # never apply this step after a deferred one that failed
         gate = ledger.gate() if defer else None
@@ -375,7 +380,7 @@ class CompiledStep:
         if defer:
             ledger.settle(applied)
             return finish_step(svi, loss, applied, ledger)
-        if checked and rejected(svi, loss, applied, stable_update, ledger):
+        if rejected(svi, loss, applied, stable_update, ledger):
             return loss
         for slot in plan.slots:
             if slot.rule.host_step:

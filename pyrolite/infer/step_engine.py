@@ -94,10 +94,6 @@ class StepLedger:
         self.settle(applied)
         return applied
 
-    @property
-    def deferred(self) -> bool:
-        return any(a is not None for a in self._applied)
-
     def record(self, loss: torch.Tensor, applied: Optional[torch.Tensor]) -> None:
         self._losses.append(loss.detach().reshape(()))
         self._applied.append(applied)
@@ -175,7 +171,7 @@ class EagerStep:
         return list(self.reads.names)
 
     def __call__(
-        self, args, kwargs, stable_update: bool, check_finite: bool, ledger: Optional[StepLedger]
+        self, args, kwargs, stable_update: bool, ledger: Optional[StepLedger]
     ) -> torch.Tensor:
         svi = self.svi
         store = get_param_store()
@@ -187,13 +183,12 @@ class EagerStep:
             grads = [p.grad for p in params]
             if svi.hooks.reduces_grads:
                 svi.hooks.reduce_grads(grads)
-            checked = stable_update or check_finite
             if ledger is None and not stable_update and not svi.hooks.agrees:
                 # Read now anyway (step() returns the loss): no device-side verdict needed.
-                ok = math.isfinite(loss.item()) if checked else True
+                ok = math.isfinite(loss.item())
             else:
                 ok = svi.hooks.agree(finite_verdict(loss, grads, check_grads=stable_update))
-            if ledger is not None and checked:
+            if ledger is not None:
                 if svi.optim.can_mask(params):
                     applied = ledger.admit(ok)
                     svi.optim.step_unless(params, ~applied)
@@ -201,7 +196,7 @@ class EagerStep:
                 # This step cannot be masked on the device: settle the pending ones first,
                 # so that it is never applied after a step that failed.
                 ledger.resolve(svi)
-            if checked and rejected(svi, loss, ok, stable_update, ledger):
+            if rejected(svi, loss, ok, stable_update, ledger):
                 return loss
             svi.optim(params)
             return finish_step(svi, loss, None, ledger)

@@ -160,23 +160,22 @@ class SVI(TracePosterior):
 
     def step(self, *args, **kwargs) -> float:
         """Take one gradient step; returns the loss estimate (-ELBO) before the step."""
-        return self._step(args, kwargs, stable_update=False, check_finite=True).item()
+        return self._step(args, kwargs, stable_update=False).item()
 
     def _step(
         self,
         args,
         kwargs,
         stable_update: bool,
-        check_finite: bool,
         ledger: Optional[StepLedger] = None,
     ) -> torch.Tensor:
         self._step_args = (args, kwargs)  # for naming the culprit if the loss is not finite
         try:
             if self._compiled is not None:
-                loss = self._compiled(args, kwargs, stable_update, check_finite, ledger)
+                loss = self._compiled(args, kwargs, stable_update, ledger)
                 if loss is not None:
                     return loss
-            return self._eager(args, kwargs, stable_update, check_finite, ledger)
+            return self._eager(args, kwargs, stable_update, ledger)
         finally:
             self._step_args = None
 
@@ -266,7 +265,7 @@ class SVI(TracePosterior):
         window = max(batch, num_steps // 20)
         with tqdm(total=num_steps, disable=not progress_bar, mininterval=0.2) as bar:
             for i in range(num_steps):
-                self._step(args, kwargs, stable_update, not stable_update, ledger)
+                self._step(args, kwargs, stable_update, ledger)
                 if len(ledger) == batch or i == num_steps - 1:
                     self._step_args = (args, kwargs)  # to name a culprit by an eager re-run
                     try:

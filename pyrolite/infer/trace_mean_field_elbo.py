@@ -9,7 +9,7 @@ other latents sampled by ``q`` in a way ``q`` shares, i.e. for a mean-field guid
 """
 
 import math
-from typing import List, NamedTuple, Optional, Tuple
+from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -27,6 +27,8 @@ class _Plan(NamedTuple):
     latent: Tuple[Tuple[str, str, int], ...]  # (site name, _KL or _MONTE_CARLO, KL repeats)
     observed: Tuple[str, ...]  # model sites scored by log p
     guide_only: Tuple[str, ...]  # guide sites absent from the model (auxiliary)
+    model_needs: FrozenSet[str]  # the model sites whose log-prob sums the loss reads
+    guide_needs: FrozenSet[str]  # the guide sites whose log-prob sums the loss reads
 
 
 class TraceMeanField_ELBO(ELBO):
@@ -73,14 +75,19 @@ class TraceMeanField_ELBO(ELBO):
             if site["type"] == "sample" and name not in model_trace.nodes:
                 _check_reparameterized(name, site)
                 guide_only.append(name)
-        return _Plan(tuple(latent), tuple(observed), tuple(guide_only))
+        sampled = {n for n, how, _ in latent if how == _MONTE_CARLO}
+        return _Plan(
+            tuple(latent),
+            tuple(observed),
+            tuple(guide_only),
+            frozenset(sampled.union(observed)),
+            frozenset(sampled.union(guide_only)),
+        )
 
     def particle(self, plan: _Plan, model_trace: Trace, guide_trace: Trace):
         model_nodes, guide_nodes = model_trace.nodes, guide_trace.nodes
-        sampled = {n for n, how, _ in plan.latent if how == _MONTE_CARLO}
-        model_needs = sampled.union(plan.observed)
+        model_needs, guide_needs = plan.model_needs, plan.guide_needs
         model_trace.compute_log_prob_sums(lambda name, site: name in model_needs)
-        guide_needs = sampled.union(plan.guide_only)
         guide_trace.compute_score_parts(lambda name, site: name in guide_needs)
         # loss = sum KL + sum (log q - log p) over Monte-Carlo latents - sum log p(obs)
         terms: List[torch.Tensor] = []

@@ -136,6 +136,14 @@ class UnsupportedRule(Exception):
     """The optimizer (or one of its options) has no functional update rule."""
 
 
+def has_update_rule(optimizer_class) -> bool:
+    """Whether optimizers of this class have a functional rule (some options may still
+    lack one: :func:`update_rule` says so per param)."""
+    return optimizer_class in (torch.optim.Adam, torch.optim.SGD) or hasattr(
+        optimizer_class, "functional_rule"
+    )
+
+
 def update_rule(optimizer: torch.optim.Optimizer, group: Dict[str, Any], state) -> UpdateRule:
     """The functional rule reproducing ``optimizer.step()`` for one param of ``group``.
 

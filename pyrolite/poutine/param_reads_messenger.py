@@ -4,7 +4,7 @@ SVI hands exactly these params to the optimizer; ``ELBOModule`` exposes them as 
 ``parameters()``; the compilers make them graph inputs.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, KeysView
 
 from .messenger import Messenger
 from .runtime import Message
@@ -32,7 +32,7 @@ class ParamReadsMessenger(Messenger):
         return super().__enter__()
 
     @property
-    def names(self) -> Dict[str, Any]:
+    def names(self) -> KeysView[str]:
         """The names read, in first-read order (a dict's keys view)."""
         return self.values.keys()
 
