@@ -59,15 +59,36 @@ def regression_data(num_data: int, num_features: int = NUM_FEATURES) -> Regressi
     return RegressionData(x, y, float(alpha), beta.numpy().astype(np.float64))
 
 
+COIN_WORKLOADS = ("W1", "W4")
+
+
 def make_data(workload: str, num_data: int):
-    return coin_data() if workload == "W1" else regression_data(num_data)
+    return coin_data() if workload in COIN_WORKLOADS else regression_data(num_data)
+
+
+def coin_posterior(obs: torch.Tensor) -> tuple:
+    """The exact Beta posterior's concentrations: (10 + #ones, 10 + #zeros), Beta(16, 14)."""
+    ones = float(obs.sum())
+    return COIN_PRIOR[0] + ones, COIN_PRIOR[1] + (obs.numel() - ones)
 
 
 def coin_posterior_mean(obs: torch.Tensor) -> float:
     """Mean of the exact Beta posterior: Beta(10 + #ones, 10 + #zeros)."""
-    ones = float(obs.sum())
-    a, b = COIN_PRIOR[0] + ones, COIN_PRIOR[1] + (obs.numel() - ones)
+    a, b = coin_posterior(obs)
     return a / (a + b)
+
+
+def coin_quality(workload: str, alpha_q: float, beta_q: float, obs: torch.Tensor) -> float:
+    """A coin workload's quality figure from the fitted guide's Beta(alpha_q, beta_q).
+
+    W1: |E_q[f] - exact posterior mean|. W4: max(|alpha_q - 16|, |beta_q - 14|), the
+    concentrations' distance to the exact posterior's; seed 004's convergence check
+    (``|alpha_q - 16| < 0.8 and |beta_q - 14| < 0.8``) is this figure below 0.8.
+    """
+    if workload == "W4":
+        a, b = coin_posterior(obs)
+        return max(abs(alpha_q - a), abs(beta_q - b))
+    return abs(alpha_q / (alpha_q + beta_q) - coin_posterior_mean(obs))
 
 
 def least_squares_coefficients(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:

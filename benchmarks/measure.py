@@ -1,4 +1,5 @@
-"""How a worker measures: one-thread settings, memory from /proc, and the timing-block loop.
+"""How a worker measures: one-thread settings, memory from /proc, the timing-block loop, and
+the steps-to-converge loop (a separate measurement: its per-step quality check reads params).
 
 Memory is read from ``/proc/self/status``. The *baseline* is VmRSS after the framework's imports,
 torch's lazy first-backward imports, the data creation and a heap trim; the peak (VmHWM) is reset
@@ -303,3 +304,37 @@ def time_blocks(
         if block >= warmup_blocks:
             timing.block_us_per_step.append(elapsed * 1e6 / (calls * per_call))
     return trainer, timing
+
+
+@dataclass
+class ConvergeRun:
+    """One seed's steps-to-converge run: the steps done (``None``: not within the limit)."""
+
+    seed: int
+    steps: int | None
+    seconds: float
+
+
+def steps_to_converge(
+    build: Callable[[int], object], seeds, max_steps: int, tolerance: float
+) -> List[ConvergeRun]:
+    """For each seed, build a trainer (``build(seed)``) and step it until its ``quality()``
+    drops below ``tolerance``, checked after every step, at most ``max_steps`` steps.
+
+    The trainer must run one step per call (``steps_per_call == 1``). A run's ``steps`` is the
+    first k (counting from 1) after which the check holds.
+    """
+    runs = []
+    for seed in seeds:
+        start = time.perf_counter()
+        trainer = build(seed)
+        if trainer.steps_per_call != 1:
+            raise ValueError("steps to converge needs a trainer that runs one step per call")
+        done = None
+        for k in range(1, max_steps + 1):
+            trainer.step()
+            if trainer.quality() < tolerance:
+                done = k
+                break
+        runs.append(ConvergeRun(seed, done, time.perf_counter() - start))
+    return runs

@@ -8,6 +8,10 @@ same ordinary Pyro code for all three, so ``import pyrolite as pyro`` runs exact
 code is then literally ``dist.Beta(10.0, 10.0)``), a device tensor made once on a GPU, as a GPU
 user writes it (a prior built from bare numbers lives on the CPU, and torch's Beta cannot score a
 GPU sample with CPU concentrations).
+
+``Backend.fakes`` is the package's ``distributions.testing.fakes`` module (where Pyro keeps
+``NonreparameterizedBeta``, W4's guide distribution), or for NumPyro a namespace with the same
+names.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ class Backend:
     scalar: Callable[[float], Any]
     full: Callable[[int, float], Any]
     const: Callable[[float], Any] = float
+    fakes: Any = None
+
+
+# W4's guide-site baseline options (Pyro's ``infer=dict(baseline=...)``): the decaying average
+# of the downstream cost, avg <- beta * avg + (1 - beta) * cost, used before its update.
+BASELINE_BETA = 0.90
+
+
+def baseline_options(decaying: bool) -> dict:
+    return {"use_decaying_avg_baseline": decaying, "baseline_beta": BASELINE_BETA}
 
 
 def linear_predictor(x, alpha, beta):
@@ -59,6 +73,28 @@ def coin(backend: Backend) -> Tuple[Callable, Callable]:
         alpha_q = ppl.param("alpha_q", alpha_init, constraint=positive)
         beta_q = ppl.param("beta_q", beta_init, constraint=positive)
         ppl.sample("latent_fairness", dist.Beta(alpha_q, beta_q))
+
+    return model, guide
+
+
+def score_function_coin(backend: Backend, baseline: bool) -> Tuple[Callable, Callable]:
+    """W4 (seed 004, SVI Part III): W1's model with a non-reparameterized Beta guide, whose
+    site asks for the decaying-average baseline when ``baseline``."""
+    ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
+    nonreparameterized_beta = backend.fakes.NonreparameterizedBeta
+    alpha_init, beta_init = backend.scalar(15.0), backend.scalar(15.0)
+    prior_a, prior_b = (backend.const(c) for c in COIN_PRIOR)
+    infer = dict(baseline=baseline_options(baseline))
+
+    def model(data):
+        f = ppl.sample("latent_fairness", dist.Beta(prior_a, prior_b))
+        with ppl.plate("data_plate", data.shape[0]):
+            ppl.sample("obs", dist.Bernoulli(f), obs=data)
+
+    def guide(data):
+        alpha_q = ppl.param("alpha_q", alpha_init, constraint=positive)
+        beta_q = ppl.param("beta_q", beta_init, constraint=positive)
+        ppl.sample("latent_fairness", nonreparameterized_beta(alpha_q, beta_q), infer=infer)
 
     return model, guide
 
@@ -105,7 +141,10 @@ def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]
     return model, guide
 
 
-def model_and_guide(workload: str, backend: Backend, num_features: int):
+def model_and_guide(workload: str, backend: Backend, num_features: int, baseline: bool = False):
+    """The workload's (model, guide); ``baseline`` is W4's guide-site option."""
     if workload == "W1":
         return coin(backend)
+    if workload == "W4":
+        return score_function_coin(backend, baseline)
     return regression(backend, num_features)

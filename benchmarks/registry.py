@@ -3,7 +3,8 @@
 A *workload* fixes the model, the data, the learning rate and the step budget; a *config* says
 which framework runs it and how (guide, ELBO flavour, loop style). Adding a workload means:
 a ``Workload`` entry here, its data in ``data.py``, its model/guide in ``models.py`` and its
-hand-written step in ``frameworks/hand.py``.
+hand-written step in ``frameworks/hand.py``. A workload with a ``Convergence`` also runs its
+steps-to-converge measurement (``benchmarks.run``, separate from the timing blocks).
 """
 
 from __future__ import annotations
@@ -15,11 +16,35 @@ FRAMEWORKS = ("hand", "pyrolite", "pyro", "numpyro")
 
 
 @dataclass(frozen=True)
+class Convergence:
+    """A workload's steps-to-converge figure, measured apart from the timing blocks.
+
+    Each of ``configs`` runs once per seed (``torch.manual_seed(seed)`` for the hand-written
+    step, ``pyro.set_rng_seed(seed)`` for Pyro and pyrolite) from a fresh param store, and the
+    figure is the first step k (counting from 1) after which the run's quality (see
+    ``data.coin_quality``) is below ``tolerance``, checked after every step, at most
+    ``max_steps`` steps; the table gives the mean over seeds (a seed that never gets there
+    counts as ``max_steps``). ``--quick`` runs the first ``quick_seeds`` seeds only.
+    """
+
+    configs: Tuple[str, ...]
+    seeds: Tuple[int, ...] = tuple(range(10))
+    quick_seeds: int = 10
+    max_steps: int = 10_000
+    tolerance: float = 0.8
+
+    def run_seeds(self, quick: bool) -> Tuple[int, ...]:
+        return self.seeds[: self.quick_seeds] if quick else self.seeds
+
+
+@dataclass(frozen=True)
 class Workload:
     """One benchmark problem and its step budget.
 
     ``block_steps`` steps form one timing block; each run does one warm-up block and
-    ``blocks`` timed blocks after the (separately timed) first step.
+    ``blocks`` timed blocks after the (separately timed) first step. ``adam_betas`` are the
+    optimizer's betas where a workload sets them (None: Adam's defaults, (0.9, 0.999));
+    ``estimator`` names what the ``pyro`` reference row runs (the tables' "× Pyro" column).
     """
 
     name: str
@@ -32,6 +57,9 @@ class Workload:
     quick_block_steps: int = 50
     quality_name: str = ""
     planned: bool = False
+    adam_betas: Tuple[float, float] | None = None
+    estimator: str = "Trace_ELBO"
+    convergence: Convergence | None = None
 
 
 @dataclass(frozen=True)
@@ -39,12 +67,13 @@ class Config:
     """One way of running a workload: a framework plus its options.
 
     ``options`` keys understood by the workers: ``guide`` ("hand" | "autodiag"),
-    ``elbo`` (the estimator: "trace" | "meanfield" | "renyi", or its JIT variant "jit-trace" |
-    "jit-meanfield" | "jit-renyi"; for the hand-written step "renyi" means its IWAE step),
-    ``num_particles`` (overrides the workload's count, see ``num_particles``), ``particles``
-    ("vectorized" | "sequential"), ``loop`` ("update" | "scan"), ``compile`` (SVI's
-    ``compile=True``). ``step_scale`` shrinks the step budget for very slow configs (e.g. Pyro
-    with 100 sequential particles).
+    ``elbo`` (the estimator: "trace" | "meanfield" | "renyi" | "tracegraph", or its JIT variant
+    "jit-trace" | "jit-meanfield" | "jit-renyi" | "jit-tracegraph"; for the hand-written step
+    "renyi" means its IWAE step), ``baseline`` ("decaying": W4's guide site asks for the
+    decaying-average baseline; absent: no baseline), ``num_particles`` (overrides the
+    workload's count, see ``num_particles``), ``particles`` ("vectorized" | "sequential"),
+    ``loop`` ("update" | "scan"), ``compile`` (SVI's ``compile=True``). ``step_scale`` shrinks
+    the step budget for very slow configs (e.g. Pyro with 100 sequential particles).
     """
 
     key: str
@@ -107,10 +136,30 @@ WORKLOADS: Dict[str, Workload] = {
     "W4": Workload(
         name="W4",
         title="Score-function Beta-Bernoulli, with/without decaying-average baseline",
-        description="Planned (later issue): steps to converge with and without a baseline.",
+        description=(
+            "Seed 004 (Pyro tutorial SVI Part III): f ~ Beta(10, 10); 10 Bernoulli obs in "
+            "plate('data_plate') (6 ones, 4 zeros); guide NonreparameterizedBeta(alpha_q, beta_q) "
+            "(pyro.distributions.testing.fakes), params init 15.0 with constraint=positive, "
+            "infer=dict(baseline={'use_decaying_avg_baseline': <bool>, 'baseline_beta': 0.90}); "
+            "TraceGraph_ELBO, Adam lr 5e-4, betas (0.93, 0.999). Exact posterior Beta(16, 14)."
+        ),
         lr=5e-4,
         num_data=10,
-        planned=True,
+        block_steps=200,  # fewer than W1's 300: Pyro's TraceGraph_ELBO step takes ~10 ms
+        quick_block_steps=100,
+        quality_name="max(|alpha_q - 16|, |beta_q - 14|) (converged below 0.8)",
+        adam_betas=(0.93, 0.999),
+        estimator="TraceGraph_ELBO",
+        convergence=Convergence(
+            configs=(
+                "hand",
+                "hand-nobaseline",
+                "pyrolite",
+                "pyrolite-nobaseline",
+                "pyro",
+                "pyro-nobaseline",
+            ),
+        ),
     ),
     "W5": Workload(
         name="W5",
@@ -256,6 +305,73 @@ _RENYI = [
     ),
 ]
 
+# W4: TraceGraph_ELBO's score-function estimator, with the decaying-average baseline (the plain
+# keys) and without it (``-nobaseline``); ``-1000`` rows draw 1000 vectorized particles.
+_SF = dict(guide="hand", elbo="tracegraph")
+_SF_BASELINE = dict(_SF, baseline="decaying")
+_SF_1000 = dict(_SF_BASELINE, num_particles="1000", particles="vectorized")
+_SCORE_FUNCTION = [
+    _cfg("hand", "hand", "hand-written score-function step, baseline", baseline="decaying"),
+    _cfg("hand-nobaseline", "hand", "hand-written score-function step, no baseline"),
+    _cfg("pyrolite", "pyrolite", "pyrolite TraceGraph_ELBO, baseline", **_SF_BASELINE),
+    _cfg("pyrolite-nobaseline", "pyrolite", "pyrolite TraceGraph_ELBO, no baseline", **_SF),
+    _cfg(
+        "pyrolite-jit",
+        "pyrolite",
+        "pyrolite JitTraceGraph_ELBO, baseline",
+        **dict(_SF_BASELINE, elbo="jit-tracegraph"),
+    ),
+    _cfg(
+        "pyrolite-compiled",
+        "pyrolite",
+        "pyrolite TraceGraph_ELBO SVI(compile=True), baseline",
+        compile="inductor",
+        note=_COMPILE_NOTE,
+        **_SF_BASELINE,
+    ),
+    _cfg("pyro", "pyro", "Pyro TraceGraph_ELBO, baseline", **_SF_BASELINE),
+    _cfg("pyro-nobaseline", "pyro", "Pyro TraceGraph_ELBO, no baseline", **_SF),
+    _cfg(
+        "pyro-jit",
+        "pyro",
+        "Pyro JitTraceGraph_ELBO, baseline",
+        note="Pyro 1.9.2 cannot trace the decaying-average baseline (it reads the average from "
+        "the param store, where it requires grad, and torch.jit.trace refuses it as a constant)",
+        **dict(_SF_BASELINE, elbo="jit-tracegraph"),
+    ),
+    _cfg(
+        "pyro-jit-nobaseline",
+        "pyro",
+        "Pyro JitTraceGraph_ELBO, no baseline",
+        note="Pyro's JIT row that runs: `pyro-jit` fails with the baseline",
+        **dict(_SF, elbo="jit-tracegraph"),
+    ),
+    _cfg(
+        "numpyro-nobaseline",
+        "numpyro",
+        "NumPyro TraceGraph_ELBO jit(svi.update), no baseline",
+        note="NumPyro has no baselines; its Beta subclass with `reparametrized_params = []` "
+        "is non-reparameterized",
+        loop="update",
+        **_SF,
+    ),
+    _cfg(
+        "hand-1000",
+        "hand",
+        "hand-written score-function step, 1000 particles, baseline",
+        baseline="decaying",
+        num_particles="1000",
+        note="baseline: one running average of the particle-mean cost",
+    ),
+    _cfg(
+        "pyrolite-1000",
+        "pyrolite",
+        "pyrolite TraceGraph_ELBO 1000 vectorized, baseline",
+        **_SF_1000,
+    ),
+    _cfg("pyro-1000", "pyro", "Pyro TraceGraph_ELBO 1000 vectorized, baseline", **_SF_1000),
+]
+
 CONFIGS: Dict[str, List[Config]] = {
     "W1": [HAND, PYROLITE, PYROLITE_JIT, PYROLITE_COMPILED, PYRO, PYRO_JIT, NUMPYRO, *_MEANFIELD],
     "W2": [
@@ -310,6 +426,7 @@ CONFIGS: Dict[str, List[Config]] = {
             particles="vectorized",
         ),
     ],
+    "W4": _SCORE_FUNCTION,
     "W6": [HAND, PYROLITE, PYROLITE_AUTODIAG, PYROLITE_COMPILED, PYRO, NUMPYRO],
 }
 
@@ -426,6 +543,41 @@ TARGETS = [
         reference="pyro-iwae",
         text="W2 RenyiELBO(alpha=0), 10 vectorized particles, at least 2x faster than Pyro's",
     ),
+    # W4: TraceGraph_ELBO's score-function step, with and without the decaying-average baseline.
+    Target(
+        "W4",
+        "pyrolite",
+        1.5,
+        text="W4 pyrolite eager TraceGraph_ELBO step with baseline within 1.5x of hand",
+    ),
+    Target(
+        "W4",
+        "pyrolite-nobaseline",
+        1.5,
+        reference="hand-nobaseline",
+        text="W4 pyrolite eager TraceGraph_ELBO step without baseline within 1.5x of hand",
+    ),
+    Target(
+        "W4",
+        "pyrolite-jit",
+        1.0,
+        text="W4 JitTraceGraph_ELBO (baseline) no slower than the hand step",
+    ),
+    Target(
+        "W4",
+        "pyrolite-compiled",
+        1.0,
+        text="W4 TraceGraph_ELBO SVI(compile=True) (baseline) no slower than the hand step",
+    ),
+    Target(
+        "W4",
+        "pyrolite-1000",
+        1.3,
+        1.2,
+        reference="hand-1000",
+        text="W4 1000 vectorized particles within 1.3x of the 1000-particle hand step in time, "
+        "1.2x in peak memory",
+    ),
     # The eager step under both allocator settings (``benchmarks.run --malloc both``).
     *[
         Target(
@@ -439,6 +591,45 @@ TARGETS = [
         for malloc in ("steady", "default")
     ],
 ]
+
+
+@dataclass(frozen=True)
+class ConvergenceTarget:
+    """An issue target on a workload's steps-to-converge figure (see ``Convergence``): the mean
+    over seeds of ``config`` at most ``max_ratio`` times that of ``reference``."""
+
+    workload: str
+    config: str
+    reference: str
+    max_ratio: float
+    text: str
+
+
+CONVERGENCE_TARGETS = [
+    ConvergenceTarget(
+        "W4",
+        "pyrolite",
+        "pyro",
+        1.0,
+        text="W4 pyrolite's mean steps to converge with baseline no more than Pyro's (same seeds)",
+    ),
+    ConvergenceTarget(
+        "W4",
+        "pyrolite-nobaseline",
+        "pyro-nobaseline",
+        1.0,
+        text="W4 pyrolite's mean steps to converge without baseline no more than Pyro's "
+        "(same seeds)",
+    ),
+]
+
+# Per workload and config: rows whose time ratio its notes give besides its targets' (the
+# "× Pyro" column divides by the workload's ``pyro`` row only).
+RATIO_NOTES = {
+    ("W4", "pyrolite-nobaseline"): ("pyro-nobaseline",),
+    ("W4", "pyrolite-jit"): ("pyro-jit",),
+    ("W4", "pyrolite-1000"): ("pyro-1000",),
+}
 
 
 def malloc_comparison() -> Dict[str, List[str]]:
@@ -460,6 +651,12 @@ def runnable_workloads() -> List[str]:
 def num_particles(workload: str, config: Config) -> int:
     """The particles a config draws per step: its ``num_particles`` option, else the workload's."""
     return int(config.option("num_particles") or WORKLOADS[workload].num_particles)
+
+
+def convergence_configs(workload: str) -> Tuple[str, ...]:
+    """The configs whose steps to converge ``benchmarks.run`` measures on ``workload``."""
+    convergence = WORKLOADS[workload].convergence
+    return convergence.configs if convergence is not None else ()
 
 
 def find_config(workload: str, key: str) -> Config:

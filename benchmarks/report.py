@@ -1,7 +1,9 @@
 """Render ``RESULTS.md``: machine header, method, one table per workload, the issue targets.
 
 The CPU section comes from ``results.json``, then a GPU section from ``results-cuda.json``, each
-where present; a run with ``--malloc both`` adds an allocator table to its section.
+where present; a run with ``--malloc both`` adds an allocator table to its section, and a
+workload with steps-to-converge results (the JSON file's ``convergence`` list) a table of them
+after its timing table.
 ``python -m benchmarks.report [DIR]`` re-renders ``DIR/RESULTS.md`` (default ``benchmarks/``) from
 the JSON files alone, e.g. after fetching ``results-cuda.json`` from a GPU machine.
 """
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Dict, List
 
 from .measure import CUDA_ENV, SINGLE_THREAD_ENV, malloc_settings
-from .registry import REFERENCE_KEYS, TARGETS, WORKLOADS, malloc_comparison
+from .registry import (
+    CONVERGENCE_TARGETS,
+    RATIO_NOTES,
+    REFERENCE_KEYS,
+    TARGETS,
+    WORKLOADS,
+    find_config,
+    malloc_comparison,
+)
 from .worker import MEMORY_STEPS
 
 # µs/step at 1 thread, measured earlier by the team on this kind of machine (for sanity checks).
@@ -55,9 +65,17 @@ METHOD = """\
     allocator; includes JIT/XLA compilation, but also whatever glibc kept, so it wanders by tens
     of MB between identical runs. Even the steps figure moves by ~10 MB on W6; use medians.
 * **Quality** is measured after all steps of a run (first + warm-up + timed; *steps* column):
-  W1 |E_q[f] - 16/30| (exact Beta(16, 14) posterior mean); W2/W3/W6 max abs error of the guide
-  means of (alpha, beta) against float64 least squares on the same data. The step budget is small,
-  so quality shows that every framework optimises the same objective, not that it converged.
+  W1 |E_q[f] - 16/30| (exact Beta(16, 14) posterior mean); W4 max(|alpha_q - 16|, |beta_q - 14|);
+  W2/W3/W6 max abs error of the guide means of (alpha, beta) against float64 least squares on
+  the same data. The step budget is small, so quality shows that every framework optimises the
+  same objective, not that it converged.
+* **Steps to converge** (W4, its own table): a separate run per config, after the timing rounds,
+  in a fresh worker: for each seed (`torch.manual_seed(seed)` for the hand-written step,
+  `pyro.set_rng_seed(seed)` for Pyro and pyrolite, a fresh param store), the first step k
+  (counting from 1) after which |alpha_q - 16| < 0.8 and |beta_q - 14| < 0.8 (seed 004's check,
+  after every step, params read with `.item()`; none of this is in the timed blocks), at most
+  10,000 steps. The table gives the mean over seeds (a seed that never converged counts as the
+  limit) and its ratio to the Pyro row with the same baseline setting.
 * **Ratios** divide µs/step by the hand-written PyTorch row and by Pyro's `Trace_ELBO` row of the
   same workload; the issue targets below name the row each ratio divides by. A row whose target
   divides by another row also gives that ratio in its notes: `TraceMeanField_ELBO` (analytic KL
@@ -229,16 +247,22 @@ def _quality(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
+def _cell(text: str) -> str:
+    """``text`` for one markdown table cell or list item: one line, pipes escaped (an error
+    message may span lines, e.g. torch's with the offending tensor printed)."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def _notes(row: dict, ratios: List[str] = ()) -> str:
     parts = []
     if row["status"] != "ok":
         parts.append(f"**{row['status']}**")
-    parts += [error.replace("|", "\\|") for error in row["errors"]]
+    parts += [_cell(error) for error in row["errors"]]
     parts += ratios
-    if row["note"]:
+    if row.get("note"):
         parts.append(row["note"])
     if row.get("compile_fallback"):
-        why = "; ".join(row["compile_fallback"]).replace("|", "\\|")
+        why = _cell("; ".join(row["compile_fallback"]))
         parts.append(f"**compile fell back to eager**: {why}")
     if row["status"] == "ok" and row.get("device_name"):
         if row.get("device_memory") is None:
@@ -254,16 +278,22 @@ def _notes(row: dict, ratios: List[str] = ()) -> str:
 
 
 def _target_ratios(row: dict, by_key: Dict[str, dict]) -> List[str]:
-    """The row's time ratios to the rows its targets divide by, where no column shows them."""
+    """The row's time ratios to the rows its targets (and ``RATIO_NOTES``) divide by, where no
+    column shows them."""
+    references = [
+        target.reference
+        for target in TARGETS
+        if (target.workload, target.config) == (row["workload"], row["config"])
+        and target.malloc is None
+    ]
+    references += RATIO_NOTES.get((row["workload"], row["config"]), ())
     ratios = []
-    for target in TARGETS:
-        if (target.workload, target.config) != (row["workload"], row["config"]):
+    for key in references:
+        if key in REFERENCE_KEYS.values():
             continue
-        if target.malloc is not None or target.reference in REFERENCE_KEYS.values():
-            continue
-        reference = by_key.get(target.reference, {}).get("us_per_step")
+        reference = by_key.get(key, {}).get("us_per_step")
         if row["us_per_step"] is not None and reference:
-            ratios.append(f"{_ratio(row['us_per_step'], reference)} `{target.reference}`")
+            ratios.append(f"{_ratio(row['us_per_step'], reference)} `{key}`")
     return list(dict.fromkeys(ratios))
 
 
@@ -281,7 +311,7 @@ def workload_table(
         spec.description,
         f"Steps per timing block B: {', '.join(map(str, steps))}. Quality: {spec.quality_name}.",
         "",
-        "| config | µs/step median | × hand | × Pyro Trace_ELBO | first step ms | "
+        f"| config | µs/step median | × hand | × Pyro {spec.estimator} | first step ms | "
         f"{memory}peak MB (steps) | {memory}peak MB (run) | quality | notes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -294,6 +324,87 @@ def workload_table(
             f"{_quality(row['quality'])} | {_notes(row, _target_ratios(row, by_key))} |"
         )
     return lines + [""]
+
+
+def _baseline_option(workload: str, key: str):
+    """A config's ``baseline`` option, or KeyError's stand-in for a key no longer registered."""
+    try:
+        return find_config(workload, key).option("baseline")
+    except KeyError:
+        return KeyError
+
+
+def _pyro_counterpart(row: dict, by_key: Dict[str, dict]) -> dict | None:
+    """The Pyro steps-to-converge row with the same ``baseline`` option as ``row``."""
+    baseline = _baseline_option(row["workload"], row["config"])
+    for other in by_key.values():
+        same = _baseline_option(other["workload"], other["config"]) == baseline
+        if other["framework"] == "pyro" and same and baseline is not KeyError:
+            return other
+    return None
+
+
+def _seed_range(seeds: List[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}–{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def convergence_table(workload: str, rows: List[dict], prefix: str = "") -> List[str]:
+    """Steps to converge per config (``Convergence``), with the ratio to Pyro's."""
+    if not rows:
+        return []
+    by_key = {row["config"]: row for row in rows}
+    first = rows[0]
+    lines = [
+        f"### {prefix}{workload}: steps to converge",
+        "",
+        f"First step k after which |alpha_q - 16| < {first['tolerance']} and "
+        f"|beta_q - 14| < {first['tolerance']}, checked after every step, at most "
+        f"{first['max_steps']:,} steps; {_seed_range(first['seeds'])}, one fresh fit per seed, "
+        "separately from the timing runs. Mean over seeds (a seed that never converged counts as "
+        "the limit); × Pyro divides by the Pyro row with the same baseline setting.",
+        "",
+        "| config | mean steps | × Pyro | not converged | steps per seed | fit s (total) |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        if row["status"] != "ok":
+            errors = _cell("; ".join(row["errors"]))
+            lines.append(
+                f"| {row['label']} (`{row['config']}`) | — | — | — | "
+                f"**{row['status']}**; {errors} | — |"
+            )
+            continue
+        pyro = _pyro_counterpart(row, by_key) or {}
+        steps = ", ".join("—" if k is None else str(k) for k in row["steps"])
+        lines.append(
+            f"| {row['label']} (`{row['config']}`) | {_fmt(row['mean_steps'], 1)} | "
+            f"{_ratio(row['mean_steps'], pyro.get('mean_steps'))} | {row['not_converged']} | "
+            f"{steps} | {_fmt(sum(row['seconds']), 1)} |"
+        )
+    return lines + [""]
+
+
+def convergence_target_lines(convergence: List[dict]) -> List[str]:
+    by_key = {(r["workload"], r["config"]): r for r in convergence or []}
+    lines = []
+    for target in CONVERGENCE_TARGETS:
+        mine = by_key.get((target.workload, target.config))
+        ref = by_key.get((target.workload, target.reference))
+        if not mine or not ref or mine.get("mean_steps") is None or ref.get("mean_steps") is None:
+            errors = (mine or {}).get("errors") or (ref or {}).get("errors")
+            why = _cell("; ".join(errors)) if errors else "steps to converge not measured"
+            lines.append(f"- [ ] {target.text}: {why}")
+            continue
+        ratio = mine["mean_steps"] / ref["mean_steps"]
+        met = ratio <= target.max_ratio
+        lines.append(
+            f"- [{'x' if met else ' '}] {target.text}: `{target.config}` / `{target.reference}` "
+            f"mean steps to converge {mine['mean_steps']:,.1f} / {ref['mean_steps']:,.1f} = "
+            f"{ratio:.2f}× (target ≤ {target.max_ratio:.3g}×)"
+        )
+    return lines
 
 
 def _ran_malloc(settings: dict) -> tuple:
@@ -313,7 +424,12 @@ def main_rows(rows: List[dict], settings: dict) -> List[dict]:
     return [r for r in rows if r.get("malloc", main) == main]
 
 
-def target_lines(rows: List[dict], settings: dict, title: str = "Issue targets") -> List[str]:
+def target_lines(
+    rows: List[dict],
+    settings: dict,
+    title: str = "Issue targets",
+    convergence: List[dict] | None = None,
+) -> List[str]:
     by_key = _by_malloc(rows, settings)
     ran = _ran_malloc(settings)
     lines = [f"## {title}", ""]
@@ -322,7 +438,7 @@ def target_lines(rows: List[dict], settings: dict, title: str = "Issue targets")
         mine = by_key.get((target.workload, target.config, malloc))
         ref = by_key.get((target.workload, target.reference, malloc))
         if not mine or not ref or mine["us_per_step"] is None or ref["us_per_step"] is None:
-            why = "; ".join(mine["errors"]) if mine and mine["errors"] else "not measured"
+            why = _cell("; ".join(mine["errors"])) if mine and mine["errors"] else "not measured"
             if malloc not in ran:
                 why += f" (run with `--malloc {malloc}` or `--malloc both`)"
             lines.append(f"- [ ] {target.text}: {why}")
@@ -343,7 +459,7 @@ def target_lines(rows: List[dict], settings: dict, title: str = "Issue targets")
             met = met and memory_ratio <= target.max_memory_ratio
             measured += f", peak memory {memory_ratio:.2f}× (target ≤ {target.max_memory_ratio}×)"
         lines.append(f"- [{'x' if met else ' '}] {target.text}: {measured}")
-    return lines + [""]
+    return lines + convergence_target_lines(convergence) + [""]
 
 
 def allocator_lines(rows: List[dict], settings: dict, prefix: str = "") -> List[str]:
@@ -394,8 +510,37 @@ def earlier_lines() -> List[str]:
     return lines + [""]
 
 
-def cpu_lines(rows: List[dict], settings: dict, env: dict | None = None) -> List[str]:
-    """The CPU section: header, method, targets, the allocator table, one table per workload."""
+def _workload_sections(
+    rows: List[dict], settings: dict, convergence: List[dict] | None, gpu: bool
+) -> List[str]:
+    """One timing table per workload (the main allocator setting's rows), each followed by its
+    steps-to-converge table where there is one."""
+    prefix, memory = ("GPU ", "GPU ") if gpu else ("", "")
+    shown = main_rows(rows, settings)
+    convergence = convergence or []
+    lines = []
+    workloads = [row["workload"] for row in shown + convergence]
+    for workload in sorted(dict.fromkeys(workloads), key=list(WORKLOADS).index):
+        timed = [r for r in shown if r["workload"] == workload]
+        if timed:
+            lines += workload_table(workload, timed, settings, prefix=prefix, memory=memory)
+        else:  # only steps to converge were run (``--converge only``)
+            spec = WORKLOADS[workload]
+            lines += [f"## {prefix}{workload}: {spec.title}", "", spec.description, ""]
+        lines += convergence_table(
+            workload, [r for r in convergence if r["workload"] == workload], prefix=prefix
+        )
+    return lines
+
+
+def cpu_lines(
+    rows: List[dict],
+    settings: dict,
+    env: dict | None = None,
+    convergence: List[dict] | None = None,
+) -> List[str]:
+    """The CPU section: header, method, targets, the allocator table, one table per workload
+    (and its steps-to-converge table)."""
     env_text = ", ".join(f"`{k}={v}`" for k, v in SINGLE_THREAD_ENV.items())
     lines = header(settings, env)
     lines += ["## Method", ""]
@@ -408,11 +553,9 @@ def cpu_lines(rows: List[dict], settings: dict, env: dict | None = None) -> List
         )
     ]
     lines += [""]
-    lines += target_lines(rows, settings)
+    lines += target_lines(rows, settings, convergence=convergence)
     lines += allocator_lines(rows, settings)
-    shown = main_rows(rows, settings)
-    for workload in dict.fromkeys(row["workload"] for row in shown):
-        lines += workload_table(workload, [r for r in shown if r["workload"] == workload], settings)
+    lines += _workload_sections(rows, settings, convergence, gpu=False)
     lines += earlier_lines()
     planned = [w for w in WORKLOADS.values() if w.planned]
     lines += ["## Planned workloads (not built yet)", ""]
@@ -457,7 +600,7 @@ As in the CPU method above, except:
 """
 
 
-def gpu_lines(rows: List[dict], settings: dict) -> List[str]:
+def gpu_lines(rows: List[dict], settings: dict, convergence: List[dict] | None = None) -> List[str]:
     cuda_env = ", ".join(f"`{k}={v}`" for k, v in CUDA_ENV.items())
     lines = gpu_header(settings)
     lines += ["## GPU method", ""]
@@ -467,18 +610,13 @@ def gpu_lines(rows: List[dict], settings: dict) -> List[str]:
         "",
     ]
     lines += target_lines(
-        rows, settings, "GPU issue targets (for information; set for the CPU runs)"
+        rows,
+        settings,
+        "GPU issue targets (for information; set for the CPU runs)",
+        convergence=convergence,
     )
     lines += allocator_lines(rows, settings, prefix="GPU ")
-    shown = main_rows(rows, settings)
-    for workload in dict.fromkeys(row["workload"] for row in shown):
-        lines += workload_table(
-            workload,
-            [r for r in shown if r["workload"] == workload],
-            settings,
-            prefix="GPU ",
-            memory="GPU ",
-        )
+    lines += _workload_sections(rows, settings, convergence, gpu=True)
     return lines
 
 
@@ -488,12 +626,14 @@ def write_report(
     settings: dict,
     gpu: dict | None = None,
     env: dict | None = None,
+    convergence: List[dict] | None = None,
 ) -> None:
-    """Write ``RESULTS.md``: the CPU section from ``rows``/``settings``, then the GPU section
-    from ``gpu`` (the raw ``results-cuda.json`` contents) when given."""
-    lines = cpu_lines(rows, settings, env) if rows is not None else []
+    """Write ``RESULTS.md``: the CPU section from ``rows``/``settings`` (and the steps-to-converge
+    rows ``convergence``), then the GPU section from ``gpu`` (the raw ``results-cuda.json``
+    contents) when given."""
+    lines = cpu_lines(rows, settings, env, convergence) if rows is not None else []
     if gpu is not None:
-        lines += gpu_lines(gpu["rows"], gpu["settings"])
+        lines += gpu_lines(gpu["rows"], gpu["settings"], gpu.get("convergence"))
     path.write_text("\n".join(lines))
 
 
@@ -523,6 +663,7 @@ def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
         cpu["settings"] if cpu else {},
         gpu=loaded.get("cuda"),
         env=env,
+        convergence=cpu.get("convergence") if cpu else None,
     )
     sources = ", ".join(RESULT_FILES[d] for d in loaded)
     return f"{markdown} (from {sources})"

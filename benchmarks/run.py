@@ -9,8 +9,11 @@ Every (workload, config) runs in its own fresh worker process with one thread; r
 the configs (each round runs every selected config once, in a shuffled order), and the report
 takes the median over rounds. With ``--malloc both`` a round also runs the allocator comparison's
 configs (``registry.malloc_comparison``) under glibc's default malloc, interleaved with the rest;
-their rows carry ``"malloc": "default"``. ``RESULTS.md`` is rendered from ``results.json`` (CPU) and
-``results-cuda.json`` (GPU), whichever are in the output folder.
+their rows carry ``"malloc": "default"``. After the rounds, each selected config of a workload's
+``Convergence`` (W4) runs once more in its own worker to measure steps to converge over the
+workload's seeds (``--converge``); those results go to the JSON file's ``convergence`` list.
+``RESULTS.md`` is rendered from ``results.json`` (CPU) and ``results-cuda.json`` (GPU), whichever
+are in the output folder.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .registry import (
     FRAMEWORKS,
     WORKLOADS,
     Config,
+    convergence_configs,
     malloc_comparison,
     runnable_workloads,
 )
@@ -76,6 +80,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="glibc malloc thresholds for the workers: fixed (steady) or glibc's moving default; "
         "both: steady, plus the allocator comparison's rows (W2/W3 hand, pyrolite) with default",
     )
+    parser.add_argument(
+        "--converge",
+        choices=("on", "off", "only"),
+        default="on",
+        help="steps-to-converge runs (workloads with a Convergence: W4) after the timing rounds: "
+        "on, off, or only them (no timing rounds)",
+    )
     parser.add_argument("--list", action="store_true", help="print the configs and exit")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -109,6 +120,81 @@ def plan(selected: List[Tuple[str, Config]], malloc: str) -> List[Tuple[str, Con
     compared = malloc_comparison()
     runs = [(w, c, main) for w, c in selected]
     return runs + [(w, c, m) for m in others for w, c in selected if c.key in compared.get(w, ())]
+
+
+def converge_plan(selected: List[Tuple[str, Config]], choice: str) -> List[Tuple[str, Config]]:
+    """The selected configs whose steps to converge are measured (``--converge`` on/only)."""
+    if choice == "off":
+        return []
+    return [(w, c) for w, c in selected if c.key in convergence_configs(w)]
+
+
+def converge_spec(workload: str, config: Config, args) -> dict:
+    convergence = WORKLOADS[workload].convergence
+    spec = {
+        "workload": workload,
+        "config": config.key,
+        "mode": "converge",
+        "seeds": list(convergence.run_seeds(args.quick)),
+        "max_steps": convergence.max_steps,
+        "tolerance": convergence.tolerance,
+    }
+    if args.device != "cpu":
+        spec["device"] = args.device
+    return spec
+
+
+def run_convergence(converging: List[Tuple[str, Config]], args) -> List[dict]:
+    """One worker per config, all its seeds in it; returns one summary row per config."""
+    rows = []
+    for workload, config in converging:
+        spec = converge_spec(workload, config, args)
+        result = run_worker(spec, args.timeout * len(spec["seeds"]))
+        rows.append(summarize_convergence(config, spec, result))
+        print(converge_line(rows[-1]), flush=True)
+    return rows
+
+
+def summarize_convergence(config: Config, spec: dict, result: dict) -> dict:
+    """A steps-to-converge row: the result with its label, mean and count of misses.
+
+    A seed that did not converge within ``max_steps`` counts as ``max_steps`` in the mean.
+    """
+    row = {
+        "workload": spec["workload"],
+        "config": config.key,
+        "label": config.label,
+        "framework": config.framework,
+        "note": config.note,
+        "status": result.get("status", "missing"),
+        "seeds": spec["seeds"],
+        "max_steps": spec["max_steps"],
+        "tolerance": spec["tolerance"],
+        "errors": [result["error"]] if result.get("status") != "ok" else [],
+        "wall_s": result.get("wall_s"),
+        "versions": result.get("versions", {}),
+    }
+    if result.get("status") == "ok":
+        steps = result["converge_steps"]
+        counted = [spec["max_steps"] if k is None else k for k in steps]
+        row.update(
+            steps=steps,
+            seconds=result["converge_seconds"],
+            mean_steps=statistics.mean(counted),
+            not_converged=sum(k is None for k in steps),
+        )
+    return row
+
+
+def converge_line(row: dict) -> str:
+    head = f"[converge] {row['workload']:<3} {row['config']:<28}"
+    if row["status"] != "ok":
+        return f"{head} {row['status']}: {'; '.join(row['errors'])}"
+    missed = f", {row['not_converged']} not converged" if row["not_converged"] else ""
+    return (
+        f"{head} mean {row['mean_steps']:,.1f} steps over {len(row['seeds'])} seeds{missed}  "
+        f"{row.get('wall_s') or 0:.1f} s"
+    )
 
 
 def block_steps(workload: str, config: Config, quick: bool) -> int:
@@ -308,6 +394,7 @@ def summarize(planned, runs) -> List[dict]:
 
 
 _MERGE_KEYS = ("quick", "rounds", "blocks", "malloc", "device")
+_CONVERGE_SETTINGS = ("seeds", "max_steps", "tolerance")
 
 
 def _row_order(row: dict) -> tuple:
@@ -348,13 +435,22 @@ def merge_results(old: dict, new: dict) -> dict:
     fresh = {_row_id(r, new["settings"]) for r in new["rows"]}
     kept_rows = [r for r in old["rows"] if _row_id(r, before) not in fresh]
     kept_runs = [r for r in old["runs"] if _row_id(r, before) not in fresh]
+    converged = {(r["workload"], r["config"]) for r in new.get("convergence", [])}
+    kept_convergence = [
+        r for r in old.get("convergence", []) if (r["workload"], r["config"]) not in converged
+    ]
     settings = dict(new["settings"])
     settings["block_steps"] = {**old["settings"]["block_steps"], **new["settings"]["block_steps"]}
+    settings["convergence"] = {
+        **old["settings"].get("convergence", {}),
+        **new["settings"].get("convergence", {}),
+    }
     settings["wall_s"] = round(old["settings"]["wall_s"] + new["settings"]["wall_s"], 1)
     return {
         "settings": settings,
         "rows": sorted(kept_rows + new["rows"], key=_row_order),
         "runs": sorted(kept_runs + new["runs"], key=_row_order),
+        "convergence": sorted(kept_convergence + new.get("convergence", []), key=_row_order),
     }
 
 
@@ -367,10 +463,14 @@ def main(argv=None) -> int:
         print(f"wrote {written}")
         return 0
     selected = select(args)
-    planned = plan(selected, args.malloc)
+    planned = plan(selected, args.malloc) if args.converge != "only" else []
+    converging = converge_plan(selected, args.converge)
     if args.list:
         for workload, config, malloc in planned:
             print(f"{workload}  {config.key:<28} {malloc:<8} {config.label}")
+        for workload, config in converging:
+            seeds = len(converge_spec(workload, config, args)["seeds"])
+            print(f"{workload}  {config.key:<28} {'converge':<8} {config.label} ({seeds} seeds)")
         return 0
     name = RESULT_FILES[args.device]
     previous = None
@@ -387,18 +487,29 @@ def main(argv=None) -> int:
     started = time.time()
     runs = run_rounds(planned, args)
     rows = summarize(planned, runs)
+    convergence = run_convergence(converging, args)
+    timed = dict.fromkeys((w, c) for w, c, _ in planned)
     settings = {
         "quick": args.quick,
         "rounds": args.rounds,
         "malloc": args.malloc,
         "blocks": args.blocks,
-        "block_steps": {f"{w}/{c.key}": block_steps(w, c, args.quick) for w, c in selected},
+        "block_steps": {f"{w}/{c.key}": block_steps(w, c, args.quick) for w, c in timed},
+        "convergence": {
+            w: {k: v for k, v in converge_spec(w, c, args).items() if k in _CONVERGE_SETTINGS}
+            for w, c in converging
+        },
         "wall_s": round(time.time() - started, 1),
         "device": args.device,
         "env": environment(gpu),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    raw = {"settings": settings, "rows": rows, "runs": [r for v in runs.values() for r in v]}
+    raw = {
+        "settings": settings,
+        "rows": rows,
+        "runs": [r for v in runs.values() for r in v],
+        "convergence": convergence,
+    }
     if previous is not None:
         raw = merge_results(previous, raw)
     (args.out / name).write_text(json.dumps(raw, indent=1) + "\n")

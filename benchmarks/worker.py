@@ -1,7 +1,9 @@
 """One benchmark run in a fresh process: ``python -m benchmarks.worker '<json spec>'``.
 
 The spec names a workload, a config key, the steps per timing block, the number of timed
-blocks and the device ("cpu", the default, or "cuda"). The worker prints one line
+blocks and the device ("cpu", the default, or "cuda"). A spec with ``"mode": "converge"`` names
+``seeds``, ``max_steps`` and ``tolerance`` instead of the blocks, and measures steps to converge
+(``measure.steps_to_converge``; no timing blocks, no memory figures). The worker prints one line
 ``BENCH_RESULT <json>`` and exits 0, also when the framework fails (status "error") or cannot run
 the config (status "skipped": an API it lacks, or its package is not installed), so one broken
 framework never stops the suite.
@@ -27,6 +29,7 @@ from .measure import (
     reset_peak_memory,
     set_torch_single_thread,
     steady_state_peak_kb,
+    steps_to_converge,
     time_blocks,
     warm_torch_device,
     warm_torch_lazy_imports,
@@ -109,6 +112,45 @@ def run(spec: dict) -> dict:
     return result
 
 
+def converge(spec: dict) -> dict:
+    """Steps to converge of one config, one fresh build per seed, in this one process."""
+    from . import data as bench_data
+    from .frameworks import framework_module
+    from .registry import WORKLOADS, find_config
+
+    device = spec.get("device", "cpu")
+    workload, config = spec["workload"], find_config(spec["workload"], spec["config"])
+    result = {"workload": workload, "config": config.key, "framework": config.framework}
+    result["mode"] = "converge"
+    if device != "cpu":
+        result["device"] = device
+    result["torch_threads"] = set_torch_single_thread()
+    module = framework_module(config.framework)
+    result["versions"] = module.prepare(config.framework)
+    _prepare_device(module, device, result)
+    dataset = bench_data.make_data(workload, WORKLOADS[workload].num_data)
+    if device != "cpu":
+        dataset = module.to_device(dataset, device)
+    build_kwargs = {} if device == "cpu" else {"device": device}
+    runs = steps_to_converge(
+        lambda seed: module.build(
+            config.framework, workload, config, dataset, 1, seed=seed, **build_kwargs
+        ),
+        seeds=spec["seeds"],
+        max_steps=spec["max_steps"],
+        tolerance=spec["tolerance"],
+    )
+    result.update(
+        status="ok",
+        seeds=[r.seed for r in runs],
+        converge_steps=[r.steps for r in runs],
+        converge_seconds=[r.seconds for r in runs],
+        max_steps=spec["max_steps"],
+        tolerance=spec["tolerance"],
+    )
+    return result
+
+
 def _prepare_device(module, device: str, result: dict):
     """Warm ``device`` up and name it in ``result``; returns the block's sync, or None."""
     if device == "cpu":
@@ -152,9 +194,10 @@ def _missing_package(error: BaseException):
 
 
 def run_soft(spec: dict) -> dict:
-    """``run`` that turns every failure into a result row instead of an exception."""
+    """``run`` (or ``converge``, by the spec's mode) that turns every failure into a result row
+    instead of an exception."""
     try:
-        result = run(spec)
+        result = converge(spec) if spec.get("mode") == "converge" else run(spec)
     except SkipConfig as skip:
         return {**spec, "status": "skipped", "error": str(skip)}
     except ModuleNotFoundError as error:

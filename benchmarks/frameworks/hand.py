@@ -6,7 +6,9 @@ log-density written out as tensor arithmetic: no ``torch.distributions`` objects
 no traces. Log-densities are evaluated at the sampled values, as a PPL does; constants that do not
 depend on params are computed once. With ``--device cuda`` the params, the constants and every
 random draw live on the GPU. The IWAE step (``hand-iwae``, the floor for ``RenyiELBO(alpha=0)``)
-is the W2/W3 step with its particles' log-weights combined by ``logsumexp``.
+is the W2/W3 step with its particles' log-weights combined by ``logsumexp``. W4's step is the
+score-function (REINFORCE) estimator that ``TraceGraph_ELBO`` builds for a non-reparameterized
+Beta guide, with or without the decaying-average baseline.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import torch
 
 from .. import data as bench_data
+from ..models import BASELINE_BETA
 from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
 
@@ -74,7 +77,64 @@ def coin_trainer(dataset: bench_data.CoinData, lr: float, device: torch.device) 
 
     def quality() -> float:
         a, b = unconstrained.detach().exp().tolist()
-        return abs(a / (a + b) - bench_data.coin_posterior_mean(obs))
+        return bench_data.coin_quality("W1", a, b, obs)
+
+    return Trainer(step=step, quality=quality)
+
+
+def score_function_coin_trainer(
+    dataset: bench_data.CoinData,
+    lr: float,
+    betas: tuple,
+    particles: int,
+    baseline: bool,
+    device: torch.device,
+) -> Trainer:
+    """W4: ``TraceGraph_ELBO``'s estimator for W1's model with a non-reparameterized Beta guide.
+
+    The sample f (a ratio of standard-gamma draws, as in W1) is a constant here. The cost is the
+    ELBO particle, log p(f) + sum log p(x|f) - log q(f), detached; the surrogate loss is
+    -(log q(f) * (cost - b) + log p(f) + sum log p(x|f)): the score-function term, plus the
+    model's terms, which carry no gradient (as in Pyro's surrogate, which drops the guide's own
+    log q: its expected gradient is zero). The baseline b is the decaying average of the cost,
+    b <- 0.9 b + 0.1 cost, starting at 0 and updated after the backward pass (Pyro's update
+    order: the surrogate uses the old average); without ``baseline`` b stays 0. With particles >
+    1 every draw gets a leading particle dimension, the surrogate and the loss are means over
+    particles and b is one running average of the particle-mean cost (Pyro keeps one per
+    particle). Returns the loss -mean(cost), as ``svi.step()`` does.
+    """
+    obs = dataset.obs
+    unconstrained = torch.full((2,), math.log(15.0), requires_grad=True, device=device)
+    prior_a, prior_b = (torch.tensor(c, device=device) for c in bench_data.COIN_PRIOR)
+    prior_log_norm = float(log_beta_fn(prior_a, prior_b))
+    optimizer = torch.optim.Adam([unconstrained], lr=lr, betas=betas)
+    draw_shape = (particles, 2) if particles > 1 else (2,)
+    average = torch.zeros((), device=device)  # the decaying-average baseline
+
+    def step() -> float:
+        conc = unconstrained.exp()
+        with torch.no_grad():
+            gammas = torch._standard_gamma(conc.expand(draw_shape))
+            f = gammas[..., 0] / gammas.sum(-1)
+            log_f, log1m_f = f.log(), torch.log1p(-f)
+            log_prior = (prior_a - 1) * log_f + (prior_b - 1) * log1m_f - prior_log_norm
+            log_lik = (obs * log_f.unsqueeze(-1) + (1 - obs) * log1m_f.unsqueeze(-1)).sum(-1)
+            log_p = log_prior + log_lik
+        log_q = beta_log_prob(f, log_f, log1m_f, conc[0], conc[1])
+        cost = log_p - log_q.detach()
+        advantage = cost - average if baseline else cost
+        surrogate = -(log_q * advantage + log_p).mean()
+        optimizer.zero_grad(set_to_none=True)
+        surrogate.backward()
+        optimizer.step()
+        mean_cost = cost.mean()
+        if baseline:
+            average.mul_(BASELINE_BETA).add_(mean_cost, alpha=1 - BASELINE_BETA)
+        return -mean_cost.item()
+
+    def quality() -> float:
+        a, b = unconstrained.detach().exp().tolist()
+        return bench_data.coin_quality("W4", a, b, obs)
 
     return Trainer(step=step, quality=quality)
 
@@ -148,11 +208,16 @@ def build(
     dataset,
     block_steps: int,
     device: str = "cpu",
+    seed: int = 0,
 ) -> Trainer:
     spec = WORKLOADS[workload]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     on = torch.device(device)
     if workload == "W1":
         return coin_trainer(dataset, spec.lr, on)
     particles = num_particles(workload, config)
+    if workload == "W4":
+        betas = spec.adam_betas or (0.9, 0.999)
+        baseline = config.option("baseline") == "decaying"
+        return score_function_coin_trainer(dataset, spec.lr, betas, particles, baseline, on)
     return regression_trainer(dataset, spec.lr, particles, on, config.option("elbo") == "renyi")

@@ -8,11 +8,17 @@ On a GPU (``JAX_PLATFORMS=cuda``, set by ``benchmarks.run --device cuda``) the d
 device before the memory baseline (``to_device``). A step waits for its result: ``float(loss)``
 copies the loss to the host, which waits for the jitted update that computes both the loss and
 the new state (one XLA program; its outputs become ready together).
+
+W4 runs NumPyro's ``TraceGraph_ELBO``: NumPyro has no ``testing.fakes`` module, but a
+distribution whose ``reparametrized_params`` is empty reports ``has_rsample`` False, and NumPyro
+then stops the sample's gradient and adds the score-function term (it has no baselines, so only
+the no-baseline config runs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +29,7 @@ import numpyro.optim
 from numpyro.infer.autoguide import AutoDiagonalNormal
 
 from .. import data as bench_data
+from ..measure import SkipConfig
 from ..models import Backend, model_and_guide
 from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
@@ -53,6 +60,13 @@ def to_device(dataset, device: str) -> DeviceData:
     return DeviceData(dataset, jax.block_until_ready(arrays))
 
 
+class NonreparameterizedBeta(dist.Beta):
+    """NumPyro's Beta declared non-reparameterized (``has_rsample`` is False), as Pyro's
+    ``pyro.distributions.testing.fakes.NonreparameterizedBeta``."""
+
+    reparametrized_params = []
+
+
 def _backend() -> Backend:
     return Backend(
         ppl=numpyro,
@@ -60,14 +74,24 @@ def _backend() -> Backend:
         constraints=dist.constraints,
         scalar=lambda v: jnp.asarray(v, dtype=jnp.float32),
         full=lambda n, v: jnp.full((n,), v, dtype=jnp.float32),
+        fakes=SimpleNamespace(NonreparameterizedBeta=NonreparameterizedBeta),
     )
+
+
+def _elbo(workload: str, config: Config):
+    particles = num_particles(workload, config)
+    if config.option("baseline"):
+        raise SkipConfig("NumPyro's TraceGraph_ELBO has no baselines")
+    if config.option("elbo") == "tracegraph":
+        return numpyro.infer.TraceGraph_ELBO(num_particles=particles)
+    return numpyro.infer.Trace_ELBO(num_particles=particles)
 
 
 def _quality(workload: str, svi, state, guide, is_auto: bool, dataset) -> float:
     params = svi.get_params(state)
-    if workload == "W1":
+    if workload in bench_data.COIN_WORKLOADS:
         a, b = float(params["alpha_q"]), float(params["beta_q"])
-        return abs(a / (a + b) - bench_data.coin_posterior_mean(dataset.obs))
+        return bench_data.coin_quality(workload, a, b, dataset.obs)
     if is_auto:
         medians = guide.median(params)
         alpha, beta = medians["alpha"], medians["beta"]
@@ -94,6 +118,7 @@ def build(
     dataset,
     block_steps: int,
     device: str = "cpu",
+    seed: int = 0,
 ) -> Trainer:
     spec = WORKLOADS[workload]
     if isinstance(dataset, DeviceData):  # already on the device (made before the baseline)
@@ -104,9 +129,10 @@ def build(
     is_auto = config.option("guide") == "autodiag"
     if is_auto:
         guide = AutoDiagonalNormal(model, init_loc_fn=numpyro.infer.init_to_median)
-    elbo = numpyro.infer.Trace_ELBO(num_particles=num_particles(workload, config))
-    svi = numpyro.infer.SVI(model, guide, numpyro.optim.Adam(spec.lr), elbo)
-    holder = {"state": svi.init(jax.random.PRNGKey(0), *args)}
+    betas = dict(zip(("b1", "b2"), spec.adam_betas)) if spec.adam_betas else {}
+    optimizer = numpyro.optim.Adam(spec.lr, **betas)
+    svi = numpyro.infer.SVI(model, guide, optimizer, _elbo(workload, config))
+    holder = {"state": svi.init(jax.random.PRNGKey(seed), *args)}
 
     if config.option("loop") == "scan":
         run_block = _scan_block(svi, block_steps)

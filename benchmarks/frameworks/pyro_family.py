@@ -36,6 +36,7 @@ def _import(framework: str) -> SimpleNamespace:
         dist=importlib.import_module(f"{name}.distributions"),
         infer=importlib.import_module(f"{name}.infer"),
         optim=importlib.import_module(f"{name}.optim"),
+        fakes=importlib.import_module(f"{name}.distributions.testing.fakes"),
         name=name,
     )
 
@@ -53,6 +54,7 @@ def _backend(lib: SimpleNamespace, device: str = "cpu") -> Backend:
         scalar=lambda v: torch.tensor(v, device=on),
         full=lambda n, v: torch.full((n,), v, device=on),
         const=float if on.type == "cpu" else (lambda v: torch.tensor(v, device=on)),
+        fakes=lib.fakes,
     )
 
 
@@ -74,6 +76,8 @@ ELBO_CLASSES = {
     "jit-meanfield": "JitTraceMeanField_ELBO",
     "renyi": "RenyiELBO",
     "jit-renyi": "JitRenyiELBO",
+    "tracegraph": "TraceGraph_ELBO",
+    "jit-tracegraph": "JitTraceGraph_ELBO",
 }
 
 
@@ -96,9 +100,9 @@ def _elbo(lib: SimpleNamespace, workload: str, config: Config):
 def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset) -> float:
     param = lib.pyro.param
     with torch.no_grad():
-        if workload == "W1":
+        if workload in bench_data.COIN_WORKLOADS:
             a, b = float(param("alpha_q")), float(param("beta_q"))
-            return abs(a / (a + b) - bench_data.coin_posterior_mean(dataset.obs))
+            return bench_data.coin_quality(workload, a, b, dataset.obs)
         if is_auto:
             medians = guide.median()
             alpha, beta = medians["alpha"], medians["beta"]
@@ -130,16 +134,26 @@ def build(
     dataset,
     block_steps: int,
     device: str = "cpu",
+    seed: int = 0,
 ) -> Trainer:
     lib = _import(framework)
     warnings.filterwarnings("ignore")  # JIT tracer warnings would flood the worker's stderr
     lib.pyro.clear_param_store()
-    lib.pyro.set_rng_seed(0)
-    model, guide = model_and_guide(workload, _backend(lib, device), bench_data.NUM_FEATURES)
+    lib.pyro.set_rng_seed(seed)
+    spec = WORKLOADS[workload]
+    model, guide = model_and_guide(
+        workload,
+        _backend(lib, device),
+        bench_data.NUM_FEATURES,
+        baseline=config.option("baseline") == "decaying",
+    )
     is_auto = config.option("guide") == "autodiag"
     if is_auto:
         guide = _autoguide(lib, model)
-    optimizer = lib.optim.Adam({"lr": WORKLOADS[workload].lr})
+    adam_args = {"lr": spec.lr}
+    if spec.adam_betas is not None:
+        adam_args["betas"] = spec.adam_betas
+    optimizer = lib.optim.Adam(adam_args)
     svi_kwargs = {}
     if config.option("compile"):
         svi_kwargs["compile"] = True  # pyrolite only: the compiled whole step

@@ -69,7 +69,13 @@ class TorchDistributionMixin:
 
     def __call__(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         """Draw a sample: reparameterized when ``has_rsample`` is True, detached otherwise."""
-        return self.rsample(sample_shape) if self.has_rsample else self.sample(sample_shape)
+        if self.has_rsample:
+            return self.rsample(sample_shape)
+        value = self.sample(sample_shape)
+        # ``sample`` detaches by running under no_grad, which torch.jit.trace does not
+        # record: a traced graph would differentiate through the draw (a pathwise gradient
+        # added to the score-function one). Detach as an op the trace keeps.
+        return value.detach() if torch.jit.is_tracing() else value
 
     @property
     def event_dim(self) -> int:

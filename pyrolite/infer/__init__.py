@@ -10,6 +10,7 @@ from .jit_elbo import (
     JitMixin,
     JitRenyiELBO,
     JitTrace_ELBO,
+    JitTraceGraph_ELBO,
     JitTraceMeanField_ELBO,
     jit_variant,
 )
@@ -19,6 +20,7 @@ from .step_engine import EagerStep, StepHooks, StepLedger
 from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .trace_mean_field_elbo import TraceMeanField_ELBO
+from .tracegraph_elbo import TraceGraph_ELBO
 from .util import zero_grads
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Importance",
     "JitMixin",
     "JitRenyiELBO",
+    "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
     "Marginals",
@@ -42,6 +45,7 @@ __all__ = [
     "StepLedger",
     "TracePosterior",
     "TracePredictive",
+    "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "export_guide",

@@ -11,13 +11,18 @@
     combine      merge the particles into (loss, surrogate): the mean by default
 
 An estimator is a small subclass that implements ``particle`` (and, where it needs
-them, ``plan``, ``combine``, ``wrap``, ``after_update``). ``loss``, ``loss_and_grads``,
+them, ``plan``, ``combine``, ``wrap``). State kept between steps (the running averages
+of ``TraceGraph_ELBO``'s baselines) lives in the estimator: read with ``read_state``,
+proposed with ``propose_state`` during an estimate, and committed in place by
+``after_update`` once the step is applied (so a failed step changes none of it); it is
+part of ``get_state``/``set_state`` and so of SVI's checkpoints. ``loss``, ``loss_and_grads``,
 ``differentiable_loss``, ``backward`` and ``ELBOModule`` live here once; the ``Jit*``
 variants come from ``jit_elbo.jit_variant``; SVI's step engines call
 ``loss_and_surrogate`` and ``after_update``.
 """
 
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -29,7 +34,13 @@ from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 from ..poutine.util import check_site_shape, max_plate_nesting_of, prune_subsample_sites_
-from ..util import is_validation_enabled, validation_disabled, warn_once
+from ..util import (
+    get_rng_state,
+    is_validation_enabled,
+    set_rng_state,
+    validation_disabled,
+    warn_once,
+)
 from .util import check_model_guide_match
 
 PARTICLE_PLATE = "num_particles_vectorized"
@@ -51,9 +62,13 @@ class ELBOModule(torch.nn.Module):
         self._param_names: Dict[str, None] = {}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
+        """The differentiable loss. State the estimator keeps between steps (baselines'
+        running averages) advances here, with each forward: a plain torch loop has no
+        "step applied" point to wait for."""
         with ParamReadsMessenger() as reads:
             loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
         self._param_names.update(dict.fromkeys(reads.names))
+        self.elbo.after_update(None)
         return loss
 
     def parameters(self, recurse: bool = True):
@@ -100,12 +115,16 @@ class ELBO:
       sample site) or ``"none"`` (``particle`` computes what it needs). A run with
       validation on computes every log-prob whatever is declared: the checks read them.
     * ``enumerates``: whether the estimator sums out sites marked for enumeration.
+    * ``keeps_state``: whether estimates may read and propose state kept between steps
+      (``read_state``/``propose_state``); the ``Jit*`` variants then pass it in and out
+      of their graphs.
     """
 
     graph_type = "flat"
     log_probs = "auto"
     guide_log_probs = "all"
     enumerates = False
+    keeps_state = False
 
     def __init__(
         self,
@@ -140,6 +159,12 @@ class ELBO:
         self._last_key: Optional[tuple] = None
         self._trusting = False  # inside an estimate that skips the checks of a known structure
         self._plans: Dict[Hashable, Any] = {}
+        # State kept between steps, the values the latest estimate proposes for it, and
+        # (inside a compiled graph) the graph's inputs standing for it.
+        self._state: Dict[str, torch.Tensor] = {}
+        self._pending: Dict[str, torch.Tensor] = {}
+        self._state_inputs: Optional[Mapping[str, torch.Tensor]] = None
+        self._program: Optional[tuple] = None  # the current estimate's (model, guide, args, kwargs)
 
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         return ELBOModule(model, guide, self)
@@ -185,9 +210,88 @@ class ELBO:
         return loss, (loss if same else surrogate / self.num_particles)
 
     def after_update(self, applied: Optional[torch.Tensor] = None) -> None:
-        """Called by SVI after each applied optimizer step (state kept between steps,
-        e.g. baselines). ``applied`` is None, or a bool tensor saying on the device
-        whether the step was applied (then update state only where it is True)."""
+        """Commit the state the latest estimate proposed (``propose_state``), in place.
+
+        Called by SVI after each applied optimizer step; ``applied`` is None (applied), or
+        a bool tensor saying on the device whether the step was applied (then the state
+        keeps its old value where it is False). ``loss_and_grads`` and ``ELBOModule``
+        call it themselves. Overrides must call this one.
+        """
+        pending = self.take_pending()
+        if not pending:
+            return
+        with torch.no_grad():
+            for name, new in pending.items():
+                old = self._state[name]
+                old.copy_(new if applied is None else torch.where(applied, new, old))
+
+    # --- state kept between steps ---------------------------------------------------------
+
+    def read_state(self, name: str, init: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """State ``name`` as this estimate sees it; created from ``init()`` if absent."""
+        if self._state_inputs is not None and name in self._state_inputs:
+            return self._state_inputs[name]
+        value = self._state.get(name)
+        if value is None:
+            with torch.no_grad():
+                value = self._state[name] = init().detach().clone()
+        return value
+
+    def propose_state(self, name: str, value: torch.Tensor) -> None:
+        """The value state ``name`` takes if this estimate's step is applied."""
+        self._pending[name] = value.detach()
+
+    def state_tensors(self) -> Dict[str, torch.Tensor]:
+        """The state's own tensors (not copies), by name: what a compiled graph takes in."""
+        return dict(self._state)
+
+    def take_pending(self) -> Dict[str, torch.Tensor]:
+        """The latest estimate's proposals, handed over (a compiled graph's outputs)."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def set_pending(self, pending: Mapping[str, torch.Tensor]) -> None:
+        """Proposals made elsewhere (by a compiled graph), committed by ``after_update``."""
+        self._pending = dict(pending)
+
+    @contextmanager
+    def state_inputs(self, inputs: Mapping[str, torch.Tensor]):
+        """Read state from ``inputs`` (a compiled graph's inputs) inside the block."""
+        saved, self._state_inputs = self._state_inputs, inputs
+        try:
+            yield
+        finally:
+            self._state_inputs = saved
+
+    def get_state(self) -> Dict[str, torch.Tensor]:
+        """Copies of the state kept between steps (empty for most estimators)."""
+        return {name: value.detach().clone() for name, value in self._state.items()}
+
+    def set_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore ``get_state``'s output: in place where the state exists (same shape and
+        dtype required), else as new entries. Checks everything before changing anything."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{type(self).__name__} state must be a dict, got {type(state)}")
+        for name, value in state.items():
+            where = f"{type(self).__name__} state {name!r}"
+            if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+                raise ValueError(f"{where}: expected a tensor under a str name, got {value!r}")
+            if not value.dtype.is_floating_point or not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{where}: expected finite floating-point values")
+            old = self._state.get(name)
+            if old is not None and (old.shape != value.shape or old.dtype != value.dtype):
+                raise ValueError(
+                    f"{where} has shape {tuple(value.shape)} and dtype {value.dtype} in the "
+                    f"checkpoint but {tuple(old.shape)} and {old.dtype} here"
+                )
+        self._pending = {}
+        with torch.no_grad():
+            for name, value in state.items():
+                old = self._state.get(name)
+                if old is None:
+                    self._state[name] = value.detach().clone()
+                else:
+                    old.copy_(value)
 
     # --- the trace source ---------------------------------------------------------------
 
@@ -200,8 +304,10 @@ class ELBO:
             size, dim = self.num_particles, -1 - self.max_plate_nesting
             model = vectorize(model, PARTICLE_PLATE, size, dim)
             guide = vectorize(guide, PARTICLE_PLATE, size, dim)
+            self._program = (model, guide, args, kwargs)
             yield self._trace_pair(model, guide, args, kwargs)
             return
+        self._program = (model, guide, args, kwargs)
         for _ in range(self.num_particles):
             yield self._trace_pair(model, guide, args, kwargs)
 
@@ -232,6 +338,30 @@ class ELBO:
         elif needs == "elementwise":
             model_trace.compute_log_prob()
         return model_trace, guide_trace
+
+    def replay_pair(self, guide_trace: Trace, guide_handler, model_handler) -> TracePair:
+        """The current estimate's guide run again replaying ``guide_trace`` under
+        ``guide_handler``, and its model replaying that under ``model_handler`` (each
+        entered outside its trace), with log-probs.
+
+        For plans that need more than the traces show (``TraceGraph_ELBO``'s provenance
+        run). Runs without gradients, hidden from outer handlers, validation off, and
+        leaves the RNG streams as they were.
+        """
+        model, guide, args, kwargs = self._program
+        state = get_rng_state()
+        try:
+            with torch.no_grad(), BlockMessenger(), validation_disabled():
+                with guide_handler:
+                    new_guide = run_traced(guide, args, kwargs, replay_trace=guide_trace)
+                with model_handler:
+                    new_model = run_traced(model, args, kwargs, replay_trace=new_guide)
+                for trace in (new_guide, new_model):
+                    prune_subsample_sites_(trace)
+                    trace.compute_log_prob()
+        finally:
+            set_rng_state(state)
+        return new_model, new_guide
 
     def _trace_pair(self, model, guide, args, kwargs) -> TracePair:
         pair = self.run_pair(model, guide, args, kwargs)
@@ -296,6 +426,7 @@ class ELBO:
         later estimates run with it off (a non-finite loss is still caught by SVI and
         traced to its site), and a changed structure is estimated again with checks on.
         """
+        self._pending = {}
         if is_validation_enabled() and self._last_key in self._validated:
             self._trusting = True
             try:
@@ -332,14 +463,22 @@ class ELBO:
         return loss.detach() + (surrogate - surrogate.detach())
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """-ELBO estimate, no gradients."""
+        """-ELBO estimate, no gradients (and no change to state kept between steps)."""
         with torch.no_grad():
             loss, _ = self.loss_and_surrogate(model, guide, args, kwargs)
+        self._pending = {}
         return float(loss)
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """-ELBO estimate; accumulates the gradient estimate into the params' ``.grad``."""
-        return float(self.backward(model, guide, args, kwargs))
+        """-ELBO estimate; accumulates the gradient estimate into the params' ``.grad``.
+
+        For loops that step an optimizer themselves: state kept between steps
+        (baselines) advances here, as in Pyro. SVI calls ``backward`` instead and
+        commits the state only once the step is applied.
+        """
+        loss = self.backward(model, guide, args, kwargs)
+        self.after_update(None)
+        return float(loss)
 
     def backward(self, model, guide, args, kwargs) -> torch.Tensor:
         """Backpropagate the surrogate; return the detached loss tensor (no host sync)."""
@@ -356,10 +495,11 @@ class _StructureChanged(Exception):
 
 
 def structure_key(model_trace: Trace, guide_trace: Trace) -> tuple:
-    """What a plan depends on: each sample site's name and plates, in both traces."""
+    """What a plan depends on: each sample site's name, plates and whether it is
+    reparameterized, in both traces."""
     return tuple(
         tuple(
-            (name, site["cond_indep_stack"])
+            (name, site["cond_indep_stack"], getattr(site["fn"], "has_rsample", False))
             for name, site in trace.nodes.items()
             if site["type"] == "sample"
         )

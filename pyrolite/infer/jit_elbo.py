@@ -18,32 +18,62 @@ class JitMixin:
     call); tensors must come in as arguments, and the other arguments are frozen into
     the graph (a new value compiles a new one). A model that breaks these rules for
     some signature runs eagerly for it, after one ``JitFallbackWarning``.
+
+    State the estimator keeps between steps (``keeps_state``: baselines' running
+    averages) enters the graph as inputs and its proposed values leave it as outputs, so
+    the graph never bakes in a value and the state is committed in place as in the eager
+    estimator. Such an estimator runs eagerly for a model/guide pair until an estimate
+    creates no new state (the first step, normally), so its graph sees every input.
     """
 
     def loss_and_surrogate(self, model, guide, args, kwargs):
         compiled_fns: Dict[Tuple[Callable, Callable], CompiledFunction]
         compiled_fns = self.__dict__.setdefault("_compiled_fns", {})
-        compiled = compiled_fns.get((model, guide))
+        pair = (model, guide)
+        if self.keeps_state:
+            settled = self.__dict__.setdefault("_state_settled", set())
+            if pair not in settled:
+                known = set(self.state_tensors())
+                result = super().loss_and_surrogate(model, guide, args, kwargs)
+                if set(self.state_tensors()) == known:
+                    settled.add(pair)
+                return result
+        compiled = compiled_fns.get(pair)
         if compiled is None:
-            eager = super().loss_and_surrogate
+            compiled = compiled_fns[pair] = self._compile_pair(model, guide)
+        if self.keeps_state:
+            loss, surrogate, pending = compiled(self.state_tensors(), *args, **kwargs)
+            self.set_pending(pending)
+            result = loss, surrogate
+        else:
+            result = compiled(*args, **kwargs)
+        # The traces of the tracing run are stale after it; don't report from them.
+        self.last_traces = None
+        return result
+
+    def _compile_pair(self, model, guide) -> CompiledFunction:
+        eager = super().loss_and_surrogate
+        if self.keeps_state:
+
+            def loss_and_surrogate(state, *args, **kwargs):
+                with self.state_inputs(state):
+                    loss, surrogate = eager(model, guide, args, kwargs)
+                return loss, surrogate, self.take_pending()
+
+        else:
 
             def loss_and_surrogate(*args, **kwargs):
                 return eager(model, guide, args, kwargs)
 
-            loss_and_surrogate.__qualname__ = (
-                f"{type(self).__name__}(model={getattr(model, '__name__', model)!s}, "
-                f"guide={getattr(guide, '__name__', guide)!s})"
-            )
-            compiled = trace(
-                loss_and_surrogate,
-                ignore_warnings=self.ignore_jit_warnings,
-                jit_options=self.jit_options,
-            )
-            compiled_fns[(model, guide)] = compiled
-        result = compiled(*args, **kwargs)
-        # The traces of the tracing run are stale after it; don't report from them.
-        self.last_traces = None
-        return result
+        loss_and_surrogate.__qualname__ = (
+            f"{type(self).__name__}(model={getattr(model, '__name__', model)!s}, "
+            f"guide={getattr(guide, '__name__', guide)!s})"
+        )
+        return trace(
+            loss_and_surrogate,
+            ignore_warnings=self.ignore_jit_warnings,
+            jit_options=self.jit_options,
+        )
 
     @property
     def compile_count(self) -> int:
@@ -85,7 +115,9 @@ def jit_variant(elbo_class: type) -> type:
 from .renyi_elbo import RenyiELBO  # noqa: E402
 from .trace_elbo import Trace_ELBO  # noqa: E402
 from .trace_mean_field_elbo import TraceMeanField_ELBO  # noqa: E402
+from .tracegraph_elbo import TraceGraph_ELBO  # noqa: E402
 
 JitTrace_ELBO = jit_variant(Trace_ELBO)
 JitTraceMeanField_ELBO = jit_variant(TraceMeanField_ELBO)
 JitRenyiELBO = jit_variant(RenyiELBO)
+JitTraceGraph_ELBO = jit_variant(TraceGraph_ELBO)

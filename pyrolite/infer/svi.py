@@ -302,7 +302,8 @@ class SVI(TracePosterior):
     # --- checkpoints ---------------------------------------------------------------------
 
     def get_state(self) -> Dict[str, Any]:
-        """Everything needed to resume: params, optimizer, RNG streams, step count."""
+        """Everything needed to resume: params, optimizer, RNG streams, step count, and the
+        state the ELBO keeps between steps (e.g. decaying-average baselines)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -310,6 +311,7 @@ class SVI(TracePosterior):
             "param_store": get_param_store().get_state(),
             "optim": self.optim.get_state(),
             "rng": get_rng_state(),
+            "elbo": self.elbo.get_state() if self.elbo is not None else {},
         }
 
     def set_state(self, state: Dict[str, Any]) -> None:
@@ -324,17 +326,25 @@ class SVI(TracePosterior):
         missing = {"step", "param_store", "optim", "rng"} - set(state)
         if missing:
             raise ValueError(f"SVI checkpoint is missing {sorted(missing)}")
+        elbo_state = state.get("elbo", {})  # absent from checkpoints of older versions
+        if elbo_state and self.elbo is None:
+            raise ValueError("the checkpoint holds ELBO state, but this SVI's loss is no ELBO")
         store = get_param_store()
         saved_params = store.get_state()
         saved_optim = self.optim.get_state()
+        saved_elbo = self.elbo.get_state() if self.elbo is not None else {}
         try:
             store.set_state(state["param_store"])
             self.optim.set_state(state["optim"])
+            if self.elbo is not None:
+                self.elbo.set_state(elbo_state)
             set_rng_state(state["rng"])
         except Exception:
             store.clear()
             store.set_state(saved_params)
             self.optim.set_state(saved_optim)
+            if self.elbo is not None:
+                self.elbo.set_state(saved_elbo)
             raise
         self.step_count = int(state["step"])
 

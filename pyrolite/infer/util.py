@@ -124,7 +124,7 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
         value = guide_site["value"]
         if isinstance(value, torch.Tensor) and "_enumerate_dim" not in guide_site["infer"]:
             expected = site_shape(model_site)
-            if not _fits_within(tuple(value.shape), expected):
+            if not fits_within(tuple(value.shape), expected):
                 raise ValueError(
                     f"At site '{name}' the guide's value has shape {tuple(value.shape)} but the "
                     f"model's distribution has shape {expected} (batch + event). Make the guide "
@@ -148,8 +148,9 @@ def check_model_guide_match(model_trace: Trace, guide_trace: Trace) -> None:
             )
 
 
-def _fits_within(shape: Tuple[int, ...], target: Tuple[int, ...]) -> bool:
-    """True when ``shape`` broadcasts to ``target`` without enlarging it."""
+def fits_within(shape: Tuple[int, ...], target: Tuple[int, ...]) -> bool:
+    """True when ``shape`` broadcasts to ``target`` without enlarging it (leading
+    size-1 dims beyond ``target``'s allowed)."""
     try:
         joint = tuple(torch.broadcast_shapes(shape, target))
     except RuntimeError:

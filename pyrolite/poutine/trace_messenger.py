@@ -49,34 +49,9 @@ class TraceMessenger(Messenger):
             return
         if self.param_only and msg["type"] != "param":
             return
-        name = msg["name"]
-        if not self._dense:
-            self.trace.add_site(name, msg.copy())
-            return
-        if _is_dense_node(msg):
-            earlier = [
-                n
-                for n, s in self.trace.nodes.items()
-                if _is_dense_node(s) and not _sequentially_independent(s, msg)
-            ]
-        else:
-            earlier = ()
-        self.trace.add_site(name, msg.copy())
-        for src in earlier:
-            self.trace.add_edge(src, name)
-
-
-def _is_dense_node(site: Message) -> bool:
-    # Plate subsample indices carry no information, so they get no edges (as in Pyro).
-    return site["type"] == "sample" and not site["infer"].get("_subsample")
-
-
-def _sequentially_independent(site: Message, other: Message) -> bool:
-    """True when the two sites lie in different iterations of one sequential plate."""
-    for a, b in zip(site["cond_indep_stack"], other["cond_indep_stack"]):
-        if a.name == b.name and a.counter != b.counter:
-            return True
-    return False
+        # Plate subsample indices carry no information, so they get no edges (as in Pyro).
+        dependent = self._dense and msg["type"] == "sample" and not msg["infer"].get("_subsample")
+        self.trace.add_site(msg["name"], msg.copy(), dependent)
 
 
 class TraceHandler:

@@ -114,6 +114,12 @@ class Trace:
         self.nodes: Dict[str, dict] = {}
         self._succ: Dict[str, set] = {}
         self._pred: Dict[str, set] = {}
+        # Sites added with ``dependent=True``, in program order, and how many of them have
+        # their program-order edges recorded: the edges are made when first asked for, so a
+        # dense trace whose graph nobody reads (most steps of an estimator whose structure
+        # work is cached) costs no more than a flat one.
+        self._program_order: List[str] = []
+        self._linked = 0
 
     # --- structure -------------------------------------------------------------
 
@@ -129,8 +135,14 @@ class Trace:
     def add_node(self, site_name: str, **site) -> None:
         self.add_site(site_name, site)
 
-    def add_site(self, site_name: str, site: dict) -> None:
-        """Add ``site`` (a message dict, stored as is) under ``site_name``."""
+    def add_site(self, site_name: str, site: dict, dependent: bool = False) -> None:
+        """Add ``site`` (a message dict, stored as is) under ``site_name``.
+
+        ``dependent``: the site depends on every earlier dependent site (an edge from each,
+        except from sites in another iteration of a sequential plate), Pyro's conservative
+        notion of dependency by program order; ``trace(graph_type="dense")`` adds every
+        sample site so, plate-subsample sites excepted.
+        """
         old = self.nodes.get(site_name)
         if old is not None:
             if old["type"] != site["type"]:
@@ -145,30 +157,56 @@ class Trace:
                     "loop, or use a plate for independent copies."
                 )
         self.nodes[site_name] = site
+        if dependent:
+            self._program_order.append(site_name)
 
     def remove_node(self, name: str) -> None:
+        self._link()
         self.nodes.pop(name)
+        if name in self._program_order:
+            self._program_order.remove(name)
+            self._linked = len(self._program_order)
         for other in self._succ.pop(name, ()):
             self._pred.get(other, set()).discard(name)
         for other in self._pred.pop(name, ()):
             self._succ.get(other, set()).discard(name)
 
     def add_edge(self, src: str, dst: str) -> None:
+        """Record that ``dst`` depends on ``src``; a name not in the trace is added as a
+        bare node (``{"name": ..., "type": "node"}``)."""
+        for name in (src, dst):
+            if name not in self.nodes:
+                self.nodes[name] = {"name": name, "type": "node"}
         self._succ.setdefault(src, set()).add(dst)
         self._pred.setdefault(dst, set()).add(src)
 
+    def _link(self) -> None:
+        """Record the program-order edges of the dependent sites not linked yet."""
+        order = self._program_order
+        for j in range(self._linked, len(order)):
+            dst = order[j]
+            site = self.nodes[dst]
+            for src in order[:j]:
+                if not _sequentially_independent(self.nodes[src], site):
+                    self.add_edge(src, dst)
+        self._linked = len(order)
+
     @property
     def edges(self) -> List[Tuple[str, str]]:
+        self._link()
         return [(src, dst) for src, dsts in self._succ.items() for dst in dsts]
 
     def successors(self, name: str) -> set:
+        self._link()
         return self._succ.get(name, set())
 
     def predecessors(self, name: str) -> set:
+        self._link()
         return self._pred.get(name, set())
 
     def topological_sort(self, reverse: bool = False) -> List[str]:
         """Site names with every site after its predecessors (execution order breaks ties)."""
+        self._link()
         order, placed = [], set()
         pending = list(self.nodes)
         while pending:
@@ -183,11 +221,13 @@ class Trace:
         return order[::-1] if reverse else order
 
     def copy(self) -> "Trace":
-        """A new trace whose site dicts are shallow copies (tensors shared)."""
+        """A new trace whose site dicts are shallow copies (tensors shared), edges kept."""
         new = Trace(self.graph_type)
         new.nodes = {name: site.copy() for name, site in self.nodes.items()}
         new._succ = {k: set(v) for k, v in self._succ.items()}
         new._pred = {k: set(v) for k, v in self._pred.items()}
+        new._program_order = list(self._program_order)
+        new._linked = self._linked
         return new
 
     def detach_(self) -> "Trace":
@@ -341,6 +381,14 @@ class Trace:
                 line += " | " + _shape_str(event)
             lines.append(line.rstrip())
         return "\n".join(lines)
+
+
+def _sequentially_independent(site: dict, other: dict) -> bool:
+    """True when the two sites lie in different iterations of one sequential plate."""
+    for a, b in zip(site.get("cond_indep_stack", ()), other.get("cond_indep_stack", ())):
+        if a.name == b.name and a.counter != b.counter:
+            return True
+    return False
 
 
 def _shape_str(shape) -> str:
