@@ -162,6 +162,9 @@ class ELBO:
         # State kept between steps, the values the latest estimate proposes for it, and
         # (inside a compiled graph) the graph's inputs standing for it.
         self._state: Dict[str, torch.Tensor] = {}
+        # State belongs with the params: ``clear_param_store()`` starts it afresh (Pyro keeps
+        # its baselines' averages in the ParamStore).
+        self._state_clears = get_param_store().clear_count
         self._pending: Dict[str, torch.Tensor] = {}
         self._state_inputs: Optional[Mapping[str, torch.Tensor]] = None
         self._program: Optional[tuple] = None  # the current estimate's (model, guide, args, kwargs)
@@ -228,9 +231,11 @@ class ELBO:
     # --- state kept between steps ---------------------------------------------------------
 
     def read_state(self, name: str, init: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """State ``name`` as this estimate sees it; created from ``init()`` if absent."""
+        """State ``name`` as this estimate sees it; created from ``init()`` if absent (or if
+        the ParamStore was cleared since it was made)."""
         if self._state_inputs is not None and name in self._state_inputs:
             return self._state_inputs[name]
+        self._check_cleared()
         value = self._state.get(name)
         if value is None:
             with torch.no_grad():
@@ -243,7 +248,15 @@ class ELBO:
 
     def state_tensors(self) -> Dict[str, torch.Tensor]:
         """The state's own tensors (not copies), by name: what a compiled graph takes in."""
+        self._check_cleared()
         return dict(self._state)
+
+    def _check_cleared(self) -> None:
+        clears = get_param_store().clear_count
+        if clears != self._state_clears:
+            self._state_clears = clears
+            self._state = {}
+            self._pending = {}
 
     def take_pending(self) -> Dict[str, torch.Tensor]:
         """The latest estimate's proposals, handed over (a compiled graph's outputs)."""
@@ -265,6 +278,7 @@ class ELBO:
 
     def get_state(self) -> Dict[str, torch.Tensor]:
         """Copies of the state kept between steps (empty for most estimators)."""
+        self._check_cleared()
         return {name: value.detach().clone() for name, value in self._state.items()}
 
     def set_state(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -284,6 +298,7 @@ class ELBO:
                     f"{where} has shape {tuple(value.shape)} and dtype {value.dtype} in the "
                     f"checkpoint but {tuple(old.shape)} and {old.dtype} here"
                 )
+        self._check_cleared()
         self._pending = {}
         with torch.no_grad():
             for name, value in state.items():
@@ -439,12 +454,20 @@ class ELBO:
         return self._estimate(model, guide, args, kwargs)
 
     def _estimate(self, model: Callable, guide: Callable, args, kwargs):
-        needs_plan = type(self).plan is not ELBO.plan
-        results = []
-        for model_trace, guide_trace in self.get_traces(model, guide, args, kwargs):
-            plan = self._plan_for(model_trace, guide_trace) if needs_plan else None
-            results.append(self.particle(plan, model_trace, guide_trace))
+        results = [self._particle_of(*pair) for pair in self.get_traces(model, guide, args, kwargs)]
         return self.combine(results)
+
+    def one_particle(self, model: Callable, guide: Callable, args, kwargs) -> Any:
+        """One sequential particle's result (what ``combine`` reads), from fresh draws: the
+        unit the ``Jit*`` variants compile when particles are drawn one by one."""
+        model, guide = self.wrap(model, guide)
+        self._program = (model, guide, args, kwargs)
+        return self._particle_of(*self._trace_pair(model, guide, args, kwargs))
+
+    def _particle_of(self, model_trace: Trace, guide_trace: Trace) -> Any:
+        needs_plan = type(self).plan is not ELBO.plan
+        plan = self._plan_for(model_trace, guide_trace) if needs_plan else None
+        return self.particle(plan, model_trace, guide_trace)
 
     def _plan_for(self, model_trace: Trace, guide_trace: Trace) -> Any:
         key = structure_key(model_trace, guide_trace)

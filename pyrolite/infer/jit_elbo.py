@@ -38,11 +38,19 @@ class JitMixin:
                 if set(self.state_tensors()) == known:
                     settled.add(pair)
                 return result
+        one_by_one = self.num_particles > 1 and not self.vectorized
         compiled = compiled_fns.get(pair)
         if compiled is None:
-            compiled = compiled_fns[pair] = self._compile_pair(model, guide)
-        if self.keeps_state:
-            loss, surrogate, pending = compiled(self.state_tensors(), *args, **kwargs)
+            compiled = compiled_fns[pair] = self._compile_pair(model, guide, one_by_one)
+        state = (self.state_tensors(),) if self.keeps_state else ()
+        if one_by_one:
+            # One graph per particle, called once per particle: a graph of all particles
+            # grows with their number, and TorchScript takes minutes over a long one.
+            self.set_pending({})
+            results = [compiled(*state, *args, **kwargs) for _ in range(self.num_particles)]
+            result = self.combine(results)
+        elif self.keeps_state:
+            loss, surrogate, pending = compiled(*state, *args, **kwargs)
             self.set_pending(pending)
             result = loss, surrogate
         else:
@@ -51,29 +59,28 @@ class JitMixin:
         self.last_traces = None
         return result
 
-    def _compile_pair(self, model, guide) -> CompiledFunction:
-        eager = super().loss_and_surrogate
+    def _compile_pair(self, model, guide, one_by_one: bool) -> CompiledFunction:
+        if one_by_one:
+            run = self.one_particle
+        else:
+            run = super().loss_and_surrogate
         if self.keeps_state:
 
-            def loss_and_surrogate(state, *args, **kwargs):
+            def estimate(state, *args, **kwargs):
                 with self.state_inputs(state):
-                    loss, surrogate = eager(model, guide, args, kwargs)
-                return loss, surrogate, self.take_pending()
+                    result = run(model, guide, args, kwargs)
+                return result if one_by_one else (*result, self.take_pending())
 
         else:
 
-            def loss_and_surrogate(*args, **kwargs):
-                return eager(model, guide, args, kwargs)
+            def estimate(*args, **kwargs):
+                return run(model, guide, args, kwargs)
 
-        loss_and_surrogate.__qualname__ = (
+        estimate.__qualname__ = (
             f"{type(self).__name__}(model={getattr(model, '__name__', model)!s}, "
             f"guide={getattr(guide, '__name__', guide)!s})"
         )
-        return trace(
-            loss_and_surrogate,
-            ignore_warnings=self.ignore_jit_warnings,
-            jit_options=self.jit_options,
-        )
+        return trace(estimate, ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
 
     @property
     def compile_count(self) -> int:

@@ -42,6 +42,7 @@ _SAFE_BY_KEY = (
     "Using len to get tensor shape",
     "Iterating over a tensor",
     "torch.tensor results are registered as constants",
+    "torch.as_tensor results are registered as constants",
 )
 _EAGER = object()  # cache value: this signature runs eagerly
 
@@ -106,7 +107,11 @@ class CompiledFunction:
             # A param was removed or replaced (store cleared, loaded, set): trace again.
             return self._compile(key, args, kwargs, tensors)
         try:
-            flat = compiled.graph(*compiled.leaves, *tensors)
+            # Without graph optimization: the profiling executor's optimized graph may run
+            # independent random ops in another order than the trace (so the draws land on
+            # other sites than the eager run's), and costs as much at these sizes.
+            with torch.jit.optimized_execution(False):
+                flat = compiled.graph(*compiled.leaves, *tensors)
         except Exception as e:
             self._fall_back(key, f"its compiled graph raised {type(e).__name__}: {e}")
             return self.fn(*args, **kwargs)

@@ -65,6 +65,7 @@ class ParamStoreDict:
         self._entries: Dict[str, _Entry] = {}
         self._name_by_id: Dict[int, str] = {}  # id(leaf) -> name, for optimizers
         self._prefix = ""  # active name scope, "outer/inner/" or ""
+        self._clears = 0
 
     # ------------------------------------------------------------------ hot path
 
@@ -168,6 +169,13 @@ class ParamStoreDict:
     def clear(self) -> None:
         self._entries.clear()
         self._name_by_id.clear()
+        self._clears += 1
+
+    @property
+    def clear_count(self) -> int:
+        """How many times the store was cleared: state that belongs with the params (an
+        ELBO's baseline averages) starts afresh when it changes, as if it lived here."""
+        return self._clears
 
     # ------------------------------------------------------------------ Pyro's other accessors
 

@@ -642,3 +642,18 @@ def test_dense_trace_edges_work_on_any_edge_set():
     assert tr.topological_sort(reverse=True) == ["c", "b", "a"]
     copied = tr.copy()
     assert sorted(copied.edges) == [("a", "b"), ("b", "c")]
+
+
+def test_clearing_the_param_store_starts_the_average_afresh_as_in_pyro():
+    model, guide = _one_site(lambda: {"use_decaying_avg_baseline": True})
+    elbo = TraceGraph_ELBO()
+    svi = SVI(model, guide, SGD({"lr": 0.01}), elbo)
+    for _ in range(3):
+        svi.step()
+    assert elbo.get_state()["baseline_avg_downstream_cost/z"].item() != 0.0
+    pyro.clear_param_store()  # Pyro keeps the average in the store: it goes with it
+    assert elbo.get_state() == {}
+    cost = -svi.step()
+    assert elbo.get_state()["baseline_avg_downstream_cost/z"].item() == pytest.approx(
+        0.1 * cost, abs=1e-6
+    )
