@@ -80,7 +80,9 @@ class JitMixin:
             f"{type(self).__name__}(model={getattr(model, '__name__', model)!s}, "
             f"guide={getattr(guide, '__name__', guide)!s})"
         )
-        return trace(estimate, ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
+        return trace(
+            estimate, ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options
+        )
 
     @property
     def compile_count(self) -> int:
