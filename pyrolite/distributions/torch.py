@@ -7,6 +7,7 @@ with ``type(self)``.
 """
 
 import inspect
+import math
 from typing import Optional
 
 import torch
@@ -53,7 +54,34 @@ def _bernoulli_log_prob(self, value):
     return torch.xlogy(value, probs) + torch.xlogy(torch.rsub(value, 1), torch.rsub(probs, 1))
 
 
-Bernoulli = _wrap(torch.distributions.Bernoulli, log_prob=_bernoulli_log_prob)
+def _bernoulli_log_prob_sum(self, value, keep=()):
+    """``log_prob(value)`` summed over every dim but ``keep`` (negative, ascending), for a
+    Bernoulli built from ``probs``, without the per-element log-density: along the summed
+    dims where ``probs`` is shared, the ones are counted first, so ``x log p + (1 - x)
+    log(1 - p)`` runs at ``probs``' size, not the data's. The result has the kept dims'
+    sizes, in order. None where that saves nothing or does not apply."""
+    probs = self.__dict__.get("probs")
+    if probs is None or self._param is not probs or not isinstance(value, torch.Tensor):
+        return None
+    width = max(value.dim(), probs.dim(), -keep[0] if keep else 0)
+    value_shape = (1,) * (width - value.dim()) + tuple(value.shape)
+    probs_shape = (1,) * (width - probs.dim()) + tuple(probs.shape)
+    summed = tuple([d for d in range(-width, 0) if d not in keep])
+    shared = tuple([d for d in summed if probs_shape[d] == 1 and value_shape[d] != 1])
+    if not shared:
+        return None
+    counts = value.reshape(value_shape).sum(shared, keepdim=True)
+    trials = math.prod([value_shape[d] for d in shared])
+    probs = probs.reshape(probs_shape)
+    log_prob = torch.xlogy(counts, probs) + torch.xlogy(trials - counts, torch.rsub(probs, 1))
+    return log_prob.sum(summed)
+
+
+Bernoulli = _wrap(
+    torch.distributions.Bernoulli,
+    log_prob=_bernoulli_log_prob,
+    _log_prob_sum=_bernoulli_log_prob_sum,
+)
 
 
 Beta = compact.Beta

@@ -41,7 +41,7 @@ from ..poutine.trace_struct import Trace
 from ..util import warn_once
 from .elbo import ELBO, detach, sum_terms
 from .trace_elbo import elbo_parts
-from .util import fits_within, sum_to_plates
+from .util import fits_within
 
 BASELINE_KEYS = (
     "use_decaying_avg_baseline",
@@ -54,11 +54,16 @@ _DECAYING, _NN, _VALUE = "use_decaying_avg_baseline", "nn_baseline", "baseline_v
 AVERAGE_STATE = "baseline_avg_downstream_cost/"  # + site name: the decaying average's state
 
 
-class Downstream(NamedTuple):
-    """The log-prob terms in one guide site's downstream cost (by site name)."""
+Term = Tuple[str, Tuple[int, ...]]  # a site's name, and the dims of its log-prob to keep
 
-    model: Tuple[str, ...]  # model sites: + log p
-    guide: Tuple[str, ...]  # guide sites: - log q (the site itself included)
+
+class Downstream(NamedTuple):
+    """The log-prob terms in one guide site's downstream cost: each site's name and the
+    dims (of the plates it shares with the scored site) its log-prob keeps; the others are
+    summed (Rao-Blackwellization by plates)."""
+
+    model: Tuple[Term, ...]  # model sites: + log p
+    guide: Tuple[Term, ...]  # guide sites: - log q (the site itself included)
 
 
 class TrackNonReparam(Messenger):
@@ -109,11 +114,25 @@ def downstream_sites(model_trace: Trace, guide_trace: Trace) -> Dict[str, Downst
             continue
         if getattr(site["fn"], "has_rsample", False):
             continue
+        keep = {f.dim: f for f in site["cond_indep_stack"] if f.dim is not None}
         plans[name] = Downstream(
-            tuple(n for n, m in marks["model"].items() if name in m),
-            tuple(n for n, m in marks["guide"].items() if name in m),
+            _terms(model_trace, marks["model"], name, keep),
+            _terms(guide_trace, marks["guide"], name, keep),
         )
     return plans
+
+
+def _terms(trace: Trace, marks: dict, name: str, keep: dict) -> Tuple[Term, ...]:
+    """The sites of ``trace`` whose log-probs depend on ``name``, with the dims they keep."""
+    return tuple(
+        (n, _shared_dims(trace.nodes[n]["cond_indep_stack"], keep))
+        for n, m in marks.items()
+        if name in m
+    )
+
+
+def _shared_dims(frames, keep: dict) -> Tuple[int, ...]:
+    return tuple(sorted(f.dim for f in frames if f.dim is not None and keep.get(f.dim) == f))
 
 
 class TraceGraph_ELBO(ELBO):
@@ -139,6 +158,9 @@ class TraceGraph_ELBO(ELBO):
 
     graph_type = "dense"
     keeps_state = True
+    # The loss reads each model site's sum; a cost reads sums over the plates it does not
+    # share, made without the per-element log-prob where the distribution can.
+    log_probs = "sums"
 
     def plan(self, model_trace: Trace, guide_trace: Trace) -> Dict[str, Downstream]:
         # Which terms depend on which draws: found once per structure, by running model
@@ -156,8 +178,9 @@ class TraceGraph_ELBO(ELBO):
         for name, site, score in score_sites:
             if site["is_observed"]:
                 continue  # an observed guide site (a factor) has no latent to score
-            cost = _downstream_cost(model_trace, guide_trace, plan[name], site, cache)
-            cost = _site_layout(cost, score)
+            with torch.no_grad():  # no graph to build; detached too: jit.trace ignores no_grad
+                cost = _downstream_cost(model_trace, guide_trace, plan[name], cache)
+            cost = _site_layout(cost, score).detach()
             config = _baseline_config(name, site)
             if config is None:
                 score_terms.append((score * cost).sum())
@@ -238,22 +261,23 @@ class TraceGraph_ELBO(ELBO):
         return _strip_leading_ones(cost.mean(dim, keepdim=True))
 
 
-def _downstream_cost(model_trace, guide_trace, down: Downstream, site, cache) -> torch.Tensor:
-    """The detached downstream cost of ``site``, in the plate elements it shares."""
-    frames = site["cond_indep_stack"]
-    keep = {f.dim: f for f in frames if f.dim is not None}
-    key = tuple(sorted(keep.items(), key=lambda kv: kv[0]))
+def _downstream_cost(model_trace, guide_trace, down: Downstream, cache) -> torch.Tensor:
+    """The downstream cost of a site (call under no_grad), in the plate elements it shares:
+    each term's log-prob summed over the dims it does not keep, laid out to broadcast."""
     terms = []
     for sign, trace, names in ((1, model_trace, down.model), (-1, guide_trace, down.guide)):
-        for term_name in names:
-            ckey = (sign, term_name, key)
-            term = cache.get(ckey)
+        for term_name, dims in names:
+            key = (sign, term_name, dims)
+            term = cache.get(key)
             if term is None:
-                term_site = trace.nodes[term_name]
-                term = sum_to_plates(
-                    term_site["log_prob"].detach(), term_site["cond_indep_stack"], keep
-                )
-                cache[ckey] = term
+                if dims:
+                    kept = trace.log_prob_sum_keeping(term_name, dims)
+                    term = kept.reshape(
+                        [kept.shape[dims.index(d)] if d in dims else 1 for d in range(dims[0], 0)]
+                    )
+                else:
+                    term = trace.nodes[term_name]["log_prob_sum"]
+                cache[key] = term
             terms.append(term if sign > 0 else -term)
     return sum_terms(terms)
 
