@@ -11,7 +11,10 @@ update rules (``pyrolite.optim.functional``: Adam, SGD, ClippedAdam, against tor
 state layout), mutating the ParamStore leaves and the optimizer state in place. It runs
 the same sequence as the eager step (``step_engine``); with hooks that reduce gradients
 or agree on the verdict it runs as two graphs, gradients and update, with the hooks
-between. Anything that cannot be compiled warns once, saying why, and runs eagerly.
+between. State the ELBO keeps between steps (``TraceGraph_ELBO``'s decaying averages) is
+read inside the graph and proposed as its outputs; ``ELBO.after_update`` commits it after
+the step, eagerly (one masked copy per average), so a step that is not applied leaves it
+as it was. Anything that cannot be compiled warns once, saying why, and runs eagerly.
 """
 
 import types

@@ -50,6 +50,7 @@ BASELINE_KEYS = (
     "nn_baseline_input",
     "baseline_value",
 )
+_KEY_SET = frozenset(BASELINE_KEYS)
 _DECAYING, _NN, _VALUE = "use_decaying_avg_baseline", "nn_baseline", "baseline_value"
 AVERAGE_STATE = "baseline_avg_downstream_cost/"  # + site name: the decaying average's state
 
@@ -183,10 +184,15 @@ class TraceGraph_ELBO(ELBO):
             cost = _site_layout(cost, score).detach()
             config = _baseline_config(name, site)
             if config is None:
-                score_terms.append((score * cost).sum())
+                term = score * cost
+                score_terms.append(term.sum() if term.dim() else term)
                 continue
             baseline, baseline_loss = self._baseline(name, site, score, cost, config, averages)
-            term = (score * (cost - baseline).detach()).sum()
+            advantage = cost - baseline
+            if isinstance(advantage, torch.Tensor) and advantage.requires_grad:
+                advantage = advantage.detach()  # no ELBO gradient reaches a baseline
+            term = score * advantage
+            term = term.sum() if term.dim() else term
             score_terms.append(term if baseline_loss is None else term - baseline_loss)
         _warn_unused_baselines(guide_trace)
         if not score_terms:
@@ -207,9 +213,9 @@ class TraceGraph_ELBO(ELBO):
             mean = sum_terms(particle_costs)
             if len(particle_costs) > 1:
                 mean = mean / len(particle_costs)
-            beta = betas[state_name]
             old = self.read_state(state_name, lambda m=mean: torch.zeros_like(m))
-            self.propose_state(state_name, beta * old + (1.0 - beta) * mean)
+            # beta * old + (1 - beta) * mean, in one op
+            self.propose_state(state_name, torch.lerp(old, mean, 1.0 - betas[state_name]))
         return loss, surrogate
 
     def _baseline(self, name, site, score, cost, config, averages):
@@ -307,7 +313,7 @@ def _baseline_config(name: str, site: dict) -> Optional[dict]:
             f"TraceGraph_ELBO: infer['baseline'] at site '{name}' must be a dict of baseline "
             f"options {list(BASELINE_KEYS)}, got {type(config).__name__}"
         )
-    unknown = [k for k in config if k not in BASELINE_KEYS]
+    unknown = [k for k in config if k not in _KEY_SET] if not _KEY_SET.issuperset(config) else ()
     if unknown:
         hints = [
             f"'{k}' (did you mean '{close[0]}'?)" if close else f"'{k}'"
@@ -318,15 +324,13 @@ def _baseline_config(name: str, site: dict) -> Optional[dict]:
             f"TraceGraph_ELBO: unknown baseline option {', '.join(hints)} at site '{name}'; "
             f"the options are {list(BASELINE_KEYS)}"
         )
-    kinds = [
-        kind
-        for kind, on in (
-            (_DECAYING, bool(config.get(_DECAYING, False))),
-            (_NN, config.get(_NN) is not None),
-            (_VALUE, config.get(_VALUE) is not None),
-        )
-        if on
-    ]
+    kinds = []
+    if config.get(_DECAYING, False):
+        kinds.append(_DECAYING)
+    if config.get(_NN) is not None:
+        kinds.append(_NN)
+    if config.get(_VALUE) is not None:
+        kinds.append(_VALUE)
     if len(kinds) > 1:
         raise ValueError(
             f"TraceGraph_ELBO: site '{name}' asks for {' and '.join(kinds)} at once; choose "

@@ -525,19 +525,7 @@ def test_bad_baseline_configuration_names_the_site(baseline, error, match):
 
 
 def test_an_nn_baseline_of_the_wrong_shape_names_both_shapes():
-    net = torch.nn.Linear(3, 2)
-
-    def model():
-        with pyro.plate("data", 4):
-            pyro.sample("z", dist.Bernoulli(0.3))
-
-    def guide():
-        pyro.module("net", net)
-        p = pyro.param("p", torch.full((4,), 0.6), constraint=constraints.unit_interval)
-        with pyro.plate("data", 4):
-            baseline = {"nn_baseline": net, "nn_baseline_input": torch.ones(4, 3)}
-            pyro.sample("z", dist.Bernoulli(p), infer={"baseline": baseline})
-
+    _, model, guide = _nn_program(torch.nn.Linear(3, 2), size=4, features=3)
     with pytest.raises(ValueError, match=r"nn_baseline at site 'z' has shape \(4, 2\).*\(4,\)"):
         TraceGraph_ELBO().loss_and_grads(model, guide)
 
@@ -565,18 +553,21 @@ def test_a_baseline_on_a_reparameterized_site_warns_once_that_it_is_unused():
 # --- Jit and compiled ----------------------------------------------------------------
 
 
-def _nn_program():
-    net = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Flatten(0))  # (3, 1) -> (3,)
+def _nn_program(net=None, size=3, features=1):
+    """Bernoulli draws in a plate of ``size``, with a neural baseline fed ``features``
+    ones per element (by default one baseline per element: (3, 1) -> (3,))."""
+    if net is None:
+        net = torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Flatten(0))
 
     def model():
-        with pyro.plate("data", 3):
+        with pyro.plate("data", size):
             pyro.sample("z", dist.Bernoulli(0.3))
 
     def guide():
         pyro.module("net", net)
-        p = pyro.param("p", torch.full((3,), 0.6), constraint=constraints.unit_interval)
-        with pyro.plate("data", 3):
-            baseline = {"nn_baseline": net, "nn_baseline_input": torch.ones(3, 1)}
+        p = pyro.param("p", torch.full((size,), 0.6), constraint=constraints.unit_interval)
+        with pyro.plate("data", size):
+            baseline = {"nn_baseline": net, "nn_baseline_input": torch.ones(size, features)}
             pyro.sample("z", dist.Bernoulli(p), infer={"baseline": baseline})
 
     return net, model, guide
@@ -657,3 +648,67 @@ def test_clearing_the_param_store_starts_the_average_afresh_as_in_pyro():
     assert elbo.get_state()["baseline_avg_downstream_cost/z"].item() == pytest.approx(
         0.1 * cost, abs=1e-6
     )
+
+
+@pytest.mark.parametrize("kind", ["nn", "value", "decaying"])
+def test_loss_and_gradients_equal_pyros_with_each_baseline(kind):
+    """On the same draws (same seed), for three estimates in a row (so a decaying average
+    has moved): the loss and every gradient, the neural baseline's included, equal
+    pyro-ppl's TraceGraph_ELBO."""
+    pyro_oracle = pytest.importorskip("pyro")
+    import pyro.distributions as pdist
+    from pyro.distributions import constraints as pconstraints
+
+    data = torch.tensor([1.0, 0.0, 1.0])
+
+    def program(lib, d, c):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+
+        def model():
+            f = lib.sample("f", d.Normal(0.0, 1.0))
+            with lib.plate("data", 3):
+                lib.sample("z", d.Bernoulli(torch.sigmoid(f).expand(3)))
+                lib.sample("x", d.Normal(lib.sample("y", d.Normal(0.0, 1.0)), 1.0), obs=data)
+
+        def guide():
+            lib.module("net", net)
+            a = lib.param("a", torch.tensor(0.3))
+            p = lib.param("p", torch.full((3,), 0.4), constraint=c.unit_interval)
+            f = lib.sample("f", d.Normal(a, 0.8))  # reparameterized, upstream of z
+            with lib.plate("data", 3):
+                features = torch.stack([f.detach().expand(3), torch.arange(3.0)], -1)
+                baseline = {
+                    "nn": {"nn_baseline": net, "nn_baseline_input": features},
+                    "value": {"baseline_value": net(features)},
+                    "decaying": {"use_decaying_avg_baseline": True, "baseline_beta": 0.7},
+                }[kind]
+                lib.sample("z", d.Bernoulli(p), infer={"baseline": baseline})
+                lib.sample("y", d.Normal(p, 1.0))
+
+        return model, guide
+
+    names = ["a", "p", "net$$$0.weight", "net$$$0.bias"]
+    results = {}
+    for lib, d, c in ((pyro, dist, constraints), (pyro_oracle, pdist, pconstraints)):
+        lib.clear_param_store()
+        model, guide = program(lib, d, c)
+        elbo = lib.infer.TraceGraph_ELBO()
+        runs = []
+        for seed in (1, 2, 3):
+            torch.manual_seed(seed)
+            store = lib.get_param_store()
+            for n in names:
+                if n in store:
+                    lib.param(n).unconstrained().grad = None
+            loss = elbo.loss_and_grads(model, guide)
+            grads = {n: lib.param(n).unconstrained().grad for n in names}
+            runs.append((loss, {n: None if g is None else g.clone() for n, g in grads.items()}))
+        results[lib] = runs
+    for (ours, our_grads), (theirs, their_grads) in zip(results[pyro], results[pyro_oracle]):
+        assert ours == pytest.approx(theirs, abs=1e-5)
+        for n in names:
+            if their_grads[n] is None:
+                assert our_grads[n] is None or not our_grads[n].any(), n
+            else:
+                assert torch.allclose(our_grads[n], their_grads[n], atol=1e-5), n
