@@ -98,6 +98,11 @@ class TrackNonReparam(Messenger):
             msg["value"] = track_provenance(value, marks)
 
 
+class _Plan(NamedTuple):
+    downstream: Dict[str, Downstream]  # per non-reparameterized latent guide site
+    unscored: Tuple[str, ...]  # guide sample sites without a score-function term
+
+
 def downstream_sites(model_trace: Trace, guide_trace: Trace) -> Dict[str, Downstream]:
     """For each non-reparameterized latent guide site, the sites whose log-probs depend on
     its value (through data flow), read from traces run under :class:`TrackNonReparam`."""
@@ -163,15 +168,22 @@ class TraceGraph_ELBO(ELBO):
     # share, made without the per-element log-prob where the distribution can.
     log_probs = "sums"
 
-    def plan(self, model_trace: Trace, guide_trace: Trace) -> Dict[str, Downstream]:
+    def plan(self, model_trace: Trace, guide_trace: Trace) -> "_Plan":
+        # Guide sites without a score-function term (a baseline there is unused).
+        unscored = tuple(
+            name
+            for name, site in guide_trace.nodes.items()
+            if site["type"] == "sample"
+            and (site["is_observed"] or is_identically_zero(site["score_parts"][1]))
+        )
+        if not guide_trace.nonreparam_stochastic_nodes:
+            return _Plan({}, unscored)
         # Which terms depend on which draws: found once per structure, by running model
         # and guide again on this particle's draws with provenance-marked values.
-        if not guide_trace.nonreparam_stochastic_nodes:
-            return {}
         traces = self.replay_pair(guide_trace, TrackNonReparam(replayed=True), TrackNonReparam())
-        return downstream_sites(*traces)
+        return _Plan(downstream_sites(*traces), unscored)
 
-    def particle(self, plan: Dict[str, Downstream], model_trace: Trace, guide_trace: Trace):
+    def particle(self, plan: "_Plan", model_trace: Trace, guide_trace: Trace):
         loss, log_p, entropy_terms, score_sites = elbo_parts(model_trace, guide_trace)
         averages: Dict[str, Tuple[torch.Tensor, float]] = {}
         score_terms: List[torch.Tensor] = []
@@ -180,8 +192,9 @@ class TraceGraph_ELBO(ELBO):
             if site["is_observed"]:
                 continue  # an observed guide site (a factor) has no latent to score
             with torch.no_grad():  # no graph to build; detached too: jit.trace ignores no_grad
-                cost = _downstream_cost(model_trace, guide_trace, plan[name], cache)
-            cost = _site_layout(cost, score).detach()
+                cost = _downstream_cost(model_trace, guide_trace, plan.downstream[name], cache)
+            # no leading size-1 dims beyond the score's: it broadcasts against it
+            cost = _strip_leading_ones(cost, score.dim()).detach()
             config = _baseline_config(name, site)
             if config is None:
                 term = score * cost
@@ -194,7 +207,7 @@ class TraceGraph_ELBO(ELBO):
             term = score * advantage
             term = term.sum() if term.dim() else term
             score_terms.append(term if baseline_loss is None else term - baseline_loss)
-        _warn_unused_baselines(guide_trace)
+        _warn_unused_baselines(guide_trace, plan.unscored)
         if not score_terms:
             return loss, loss, averages
         surrogate = sum_terms(entropy_terms) - log_p - sum_terms(score_terms)
@@ -288,17 +301,9 @@ def _downstream_cost(model_trace, guide_trace, down: Downstream, cache) -> torch
     return sum_terms(terms)
 
 
-def _site_layout(cost, score: torch.Tensor) -> torch.Tensor:
-    """``cost`` without leading size-1 dims beyond the score's: it broadcasts against it."""
-    if not isinstance(cost, torch.Tensor):
-        return torch.as_tensor(cost, dtype=score.dtype, device=score.device)
-    while cost.dim() > score.dim() and cost.shape[0] == 1:
-        cost = cost.squeeze(0)
-    return cost
-
-
-def _strip_leading_ones(t: torch.Tensor) -> torch.Tensor:
-    while t.dim() and t.shape[0] == 1:
+def _strip_leading_ones(t: torch.Tensor, min_dim: int = 0) -> torch.Tensor:
+    """``t`` without its leading size-1 dims, keeping at least ``min_dim`` dims."""
+    while t.dim() > min_dim and t.shape[0] == 1:
         t = t.squeeze(0)
     return t
 
@@ -364,14 +369,11 @@ def _baseline_config(name: str, site: dict) -> Optional[dict]:
     return {"kind": kind, "beta": float(beta)}
 
 
-def _warn_unused_baselines(guide_trace: Trace) -> None:
+def _warn_unused_baselines(guide_trace: Trace, unscored: Tuple[str, ...]) -> None:
     """Warn (once per site) about baselines asked for on sites without a score term."""
-    for name, site in guide_trace.nodes.items():
-        if site["type"] != "sample" or "baseline" not in site["infer"]:
-            continue
-        if not is_identically_zero(site["score_parts"][1]) and not site["is_observed"]:
-            continue
-        if _baseline_config(name, site) is not None:
+    for name in unscored:
+        site = guide_trace.nodes[name]
+        if "baseline" in site["infer"] and _baseline_config(name, site) is not None:
             warn_once(
                 ("unused_baseline", name),
                 f"TraceGraph_ELBO: site '{name}' asks for a baseline, but it has no "

@@ -21,14 +21,16 @@ from pyrolite.optim import SGD, Adam
 # --- helpers --------------------------------------------------------------------------
 
 
-def grads_of(elbo, model, guide, *args, names):
-    """(loss, {name: grad of the unconstrained param}) of one ``loss_and_grads``."""
-    store = pyro.get_param_store()
+def grads_of(elbo, model, guide, *args, names, lib=pyro):
+    """(loss, {name: grad of the unconstrained param, None if it got none}) of one
+    ``loss_and_grads``; ``lib`` is pyrolite, or pyro-ppl as the oracle."""
+    store = lib.get_param_store()
     for name in names:
         if name in store:
-            store.unconstrained(name).grad = None
+            lib.param(name).unconstrained().grad = None
     loss = elbo.loss_and_grads(model, guide, *args)
-    return loss, {n: store.unconstrained(n).grad.clone() for n in names}
+    grads = {n: lib.param(n).unconstrained().grad for n in names}
+    return loss, {n: None if g is None else g.clone() for n, g in grads.items()}
 
 
 def gradient_samples(elbo, model, guide, names, count, *args):
@@ -454,12 +456,7 @@ def test_the_neural_baseline_learns_from_its_own_loss_and_the_elbo_from_its_own(
     grads = {}
     for kind in ("nn", "value"):
         pyro.set_rng_seed(3)
-        store = pyro.get_param_store()
-        for n in names:
-            if n in store:
-                store.unconstrained(n).grad = None
-        TraceGraph_ELBO().loss_and_grads(model, guide, kind)
-        grads[kind] = {n: store.unconstrained(n).grad for n in names}
+        grads[kind] = grads_of(TraceGraph_ELBO(), model, guide, kind, names=names)[1]
     assert torch.allclose(grads["nn"]["p"], grads["value"]["p"])
     assert grads["value"]["net$$$bias"] is None  # a detached value trains nothing
     pyro.set_rng_seed(3)
@@ -697,13 +694,7 @@ def test_loss_and_gradients_equal_pyros_with_each_baseline(kind):
         runs = []
         for seed in (1, 2, 3):
             torch.manual_seed(seed)
-            store = lib.get_param_store()
-            for n in names:
-                if n in store:
-                    lib.param(n).unconstrained().grad = None
-            loss = elbo.loss_and_grads(model, guide)
-            grads = {n: lib.param(n).unconstrained().grad for n in names}
-            runs.append((loss, {n: None if g is None else g.clone() for n, g in grads.items()}))
+            runs.append(grads_of(elbo, model, guide, names=names, lib=lib))
         results[lib] = runs
     for (ours, our_grads), (theirs, their_grads) in zip(results[pyro], results[pyro_oracle]):
         assert ours == pytest.approx(theirs, abs=1e-5)
