@@ -11,7 +11,8 @@ GPU sample with CPU concentrations).
 
 ``Backend.fakes`` is the package's ``distributions.testing.fakes`` module (where Pyro keeps
 ``NonreparameterizedBeta``, W4's guide distribution), or for NumPyro a namespace with the same
-names.
+names. ``Backend.vindex`` is the package's ``ops.indexing.Vindex`` (the HMMs' enumerated
+indexing), set only for the workloads that use it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Tuple
 
-from .data import COIN_PRIOR
+from .data import COIN_PRIOR, HMM_STATES, HMM_WORKLOADS, MIXTURE_WEIGHTS, hmm_transition_probs
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Backend:
     full: Callable[[int, float], Any]
     const: Callable[[float], Any] = float
     fakes: Any = None
+    array: Callable[[Any], Any] | None = None  # nested lists of floats -> an array
+    vindex: Any = None
 
 
 # W4's guide-site baseline options (Pyro's ``infer=dict(baseline=...)``): the decaying average
@@ -141,10 +144,129 @@ def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]
     return model, guide
 
 
-def model_and_guide(workload: str, backend: Backend, num_features: int, baseline: bool = False):
-    """The workload's (model, guide); ``baseline`` is W4's guide-site option."""
+# The inits every framework starts W5 and W7-W9 from (the hand-written steps too).
+MIXTURE_INIT_SCALE = 2.0  # and the weights uniform
+MIXTURE_INIT_LOCS = (-2.0, 0.0, 2.0)
+HMM_INIT_STAY = 0.9  # probs_x: a strong diagonal, the rest spread evenly over each row
+HMM_INIT_LOCS = tuple(-6.0 + 12.0 * k / (HMM_STATES - 1) for k in range(HMM_STATES))
+HMM_INIT_SCALE = 1.0
+ENUMERATE = {"enumerate": "parallel"}
+
+
+def gaussian_mixture(backend: Backend, components: int) -> Tuple[Callable, Callable]:
+    """W5 (Pyro's GMM tutorial): the per-point assignment enumerated in parallel, summed out
+    by ``TraceEnum_ELBO``; a MAP guide, a ``Delta`` at a param for each global."""
+    ppl, dist, constraints = backend.ppl, backend.dist, backend.constraints
+    concentration = backend.full(components, 0.5)
+    zero, two, ten = (backend.const(c) for c in (0.0, 2.0, 10.0))
+    inits = {
+        "weights_q": backend.full(components, 1.0 / components),
+        "scale_q": backend.scalar(MIXTURE_INIT_SCALE),
+        "locs_q": backend.array(list(MIXTURE_INIT_LOCS)),
+    }
+
+    def model(data):
+        weights = ppl.sample("weights", dist.Dirichlet(concentration))
+        scale = ppl.sample("scale", dist.LogNormal(zero, two))
+        with ppl.plate("components", components):
+            locs = ppl.sample("locs", dist.Normal(zero, ten))
+        with ppl.plate("data", data.shape[0]):
+            assignment = ppl.sample("assignment", dist.Categorical(weights), infer=ENUMERATE)
+            ppl.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+    def guide(data):
+        weights_q = ppl.param("weights_q", inits["weights_q"], constraint=constraints.simplex)
+        scale_q = ppl.param("scale_q", inits["scale_q"], constraint=constraints.positive)
+        locs_q = ppl.param("locs_q", inits["locs_q"])
+        ppl.sample("weights", dist.Delta(weights_q).to_event(1))
+        ppl.sample("scale", dist.Delta(scale_q))
+        with ppl.plate("components", components):
+            ppl.sample("locs", dist.Delta(locs_q))
+
+    return model, guide
+
+
+def _hmm_params(backend: Backend) -> Callable:
+    """The HMMs' globals as model params: ``probs_x`` (rows on the simplex), ``locs``,
+    ``scale``; returns the function that declares them (inside the model)."""
+    ppl, constraints = backend.ppl, backend.constraints
+    inits = {
+        "probs_x": backend.array(hmm_transition_probs(HMM_INIT_STAY).tolist()),
+        "locs": backend.array(list(HMM_INIT_LOCS)),
+        "scale": backend.scalar(HMM_INIT_SCALE),
+    }
+
+    def params():
+        probs_x = ppl.param("probs_x", inits["probs_x"], constraint=constraints.simplex)
+        locs = ppl.param("locs", inits["locs"])
+        scale = ppl.param("scale", inits["scale"], constraint=constraints.positive)
+        return probs_x, locs, scale
+
+    return params
+
+
+def hmm(backend: Backend) -> Tuple[Callable, Callable]:
+    """W7/W8 (and W9's sequential row): the HMM written step by step, ``x_t`` enumerated in
+    parallel under ``markov`` so ``TraceEnum_ELBO`` eliminates one step at a time (the forward
+    algorithm); B sequences in a plate. ``by_time`` is (T, B). The guide is empty."""
+    ppl, dist, vindex = backend.ppl, backend.dist, backend.vindex
+    params = _hmm_params(backend)
+
+    def model(by_time, by_sequence):
+        probs_x, locs, scale = params()
+        with ppl.plate("sequences", by_time.shape[1], dim=-1):
+            x = 0
+            for t in ppl.markov(range(by_time.shape[0])):
+                x = ppl.sample(f"x_{t}", dist.Categorical(vindex(probs_x)[x]), infer=ENUMERATE)
+                ppl.sample(f"y_{t}", dist.Normal(vindex(locs)[x], scale), obs=by_time[t])
+
+    def guide(by_time, by_sequence):
+        pass
+
+    return model, guide
+
+
+def discrete_hmm(backend: Backend) -> Tuple[Callable, Callable]:
+    """W9: ``hmm``'s likelihood as one ``DiscreteHMM`` site on ``by_sequence`` (B, T), whose
+    parallel scan eliminates the time dimension.
+
+    ``DiscreteHMM``'s ``initial_logits`` is the state *before* the first transition (its
+    ``log_prob`` applies ``transition_logits`` before scoring the first observation), so
+    "state 0 before t = 0" is a one-hot ``initial_logits`` (log 1 for state 0, log 0 = -inf
+    for the rest): then x_0 ~ Categorical(probs_x[0]), and the likelihood equals ``hmm``'s.
+    """
+    ppl, dist = backend.ppl, backend.dist
+    params = _hmm_params(backend)
+    initial_logits = backend.array([0.0] + [float("-inf")] * (HMM_STATES - 1))
+
+    def model(by_time, by_sequence):
+        probs_x, locs, scale = params()
+        observation = dist.Normal(locs, scale)
+        hmm_dist = dist.DiscreteHMM(initial_logits, probs_x.log(), observation)
+        with ppl.plate("sequences", by_sequence.shape[0], dim=-1):
+            ppl.sample("y", hmm_dist, obs=by_sequence)
+
+    def guide(by_time, by_sequence):
+        pass
+
+    return model, guide
+
+
+def model_and_guide(
+    workload: str,
+    backend: Backend,
+    num_features: int,
+    baseline: bool = False,
+    hmm_form: str = "markov",
+):
+    """The workload's (model, guide); ``baseline`` is W4's guide-site option, ``hmm_form``
+    the HMM workloads' ("markov": step by step, "discrete": one ``DiscreteHMM`` site)."""
     if workload == "W1":
         return coin(backend)
     if workload == "W4":
         return score_function_coin(backend, baseline)
+    if workload == "W5":
+        return gaussian_mixture(backend, len(MIXTURE_WEIGHTS))
+    if workload in HMM_WORKLOADS:
+        return discrete_hmm(backend) if hmm_form == "discrete" else hmm(backend)
     return regression(backend, num_features)

@@ -67,13 +67,16 @@ class Config:
     """One way of running a workload: a framework plus its options.
 
     ``options`` keys understood by the workers: ``guide`` ("hand" | "autodiag"),
-    ``elbo`` (the estimator: "trace" | "meanfield" | "renyi" | "tracegraph", or its JIT variant
-    "jit-trace" | "jit-meanfield" | "jit-renyi" | "jit-tracegraph"; for the hand-written step
-    "renyi" means its IWAE step), ``baseline`` ("decaying": W4's guide site asks for the
-    decaying-average baseline; absent: no baseline), ``num_particles`` (overrides the
-    workload's count, see ``num_particles``), ``particles`` ("vectorized" | "sequential"),
-    ``loop`` ("update" | "scan"), ``compile`` (SVI's ``compile=True``). ``step_scale`` shrinks
-    the step budget for very slow configs (e.g. Pyro with 100 sequential particles).
+    ``elbo`` (the estimator: "trace" | "meanfield" | "renyi" | "tracegraph" | "enum", or its JIT
+    variant "jit-trace" | "jit-meanfield" | "jit-renyi" | "jit-tracegraph" | "jit-enum"; for
+    the hand-written step "renyi" means its IWAE step), ``hmm`` (the HMM workloads' model:
+    "markov", the default, step by step; "discrete", one ``DiscreteHMM`` site), ``baseline``
+    ("decaying": W4's guide site asks for the decaying-average baseline; absent: no
+    baseline), ``num_particles`` (overrides the workload's count, see ``num_particles``),
+    ``particles`` ("vectorized" | "sequential"), ``loop`` ("update" | "scan"), ``compile``
+    (SVI's ``compile=True``). ``step_scale`` scales the step budget: below 1 for very slow
+    configs (e.g. Pyro with 100 sequential particles), above 1 for a fast row among slow ones
+    (W9's ``DiscreteHMM`` rows).
     """
 
     key: str
@@ -163,11 +166,24 @@ WORKLOADS: Dict[str, Workload] = {
     ),
     "W5": Workload(
         name="W5",
-        title="Gaussian mixture with parallel enumeration",
-        description="Planned (later issue): TraceEnum_ELBO with a discrete assignment site.",
-        lr=1e-2,
-        num_data=0,
-        planned=True,
+        title="Gaussian mixture, K=3, N=1000, parallel enumeration, MAP guide",
+        description=(
+            "Pyro's GMM tutorial: weights ~ Dirichlet(0.5 * ones(3)), scale ~ LogNormal(0, 2), "
+            "locs ~ Normal(0, 10) in plate('components', 3); in plate('data', 1000) assignment ~ "
+            "Categorical(weights) with infer={'enumerate': 'parallel'}, obs ~ Normal(locs["
+            "assignment], scale); data: 1000 draws from weights (0.3, 0.45, 0.25), locs (-6, 0, "
+            "5), scale 1 (torch seed 5). Guide: a Delta at a param per global (weights_q with "
+            "constraint=simplex, init uniform; scale_q positive, init 2; locs_q init (-2, 0, 2)); "
+            "TraceEnum_ELBO(max_plate_nesting=1), Adam lr 0.1, betas (0.8, 0.99). The hand step "
+            "sums the assignment out with logsumexp (the same MAP objective, no Jacobian terms)."
+        ),
+        lr=0.1,
+        num_data=1000,
+        block_steps=50,  # Pyro's step takes ~20 ms, and the compiled row compiles in the run
+        quick_block_steps=20,
+        quality_name="max |sorted locs_q - (-6, 0, 5)|",
+        adam_betas=(0.8, 0.99),
+        estimator="TraceEnum_ELBO",
     ),
     "W6": Workload(
         name="W6",
@@ -178,6 +194,61 @@ WORKLOADS: Dict[str, Workload] = {
         block_steps=10,
         quick_block_steps=3,
         quality_name="max |guide mean - least-squares coef| over (alpha, beta)",
+    ),
+    "W7": Workload(
+        name="W7",
+        title="HMM, K=8, B=16, T=100: sequential enumeration under markov",
+        description=(
+            "K=8 hidden states, B=16 sequences in plate('sequences', 16, dim=-1), T=100; x = 0, "
+            "then for t in markov(range(T)): x = sample(f'x_{t}', Categorical(Vindex(probs_x)"
+            "[x]), infer={'enumerate': 'parallel'}); sample(f'y_{t}', Normal(Vindex(locs)[x], "
+            "scale), obs=data[t]). Globals as model params: probs_x (8, 8) rows with "
+            "constraint=simplex, init 0.9 on the diagonal; locs init linspace(-6, 6, 8); scale "
+            "positive, init 1. The guide is empty. Data drawn from the same HMM with stay "
+            "probability 0.8, locs -7, -5, ..., 7, scale 0.5 (torch seed 7). "
+            "TraceEnum_ELBO(max_plate_nesting=1), Adam lr 0.05. The hand step is the forward "
+            "algorithm (one logsumexp per time step)."
+        ),
+        lr=0.05,
+        num_data=100,
+        block_steps=6,  # Pyro's step takes ~0.4 s (its rows run half of it)
+        quick_block_steps=4,
+        quality_name="max |sorted locs - (-7, -5, ..., 7)|",
+        estimator="TraceEnum_ELBO",
+    ),
+    "W8": Workload(
+        name="W8",
+        title="HMM, K=8, B=16, T=1000: sequential enumeration under markov",
+        description=(
+            "W7's model, params, inits and optimizer with T=1000 (W7's sequences are the first "
+            "100 steps of these). No JitTraceEnum_ELBO rows: pyrolite's traced graph took ~50 s "
+            "to optimize here (TorchScript's profiling executor, step 2) for a ~1 s step."
+        ),
+        lr=0.05,
+        num_data=1000,
+        block_steps=2,  # pyrolite's step takes ~1.5 s, Pyro's ~4.5 s (one step per block)
+        quick_block_steps=1,
+        quality_name="max |sorted locs - (-7, -5, ..., 7)|",
+        estimator="TraceEnum_ELBO",
+    ),
+    "W9": Workload(
+        name="W9",
+        title="HMM, T=1000, the time dimension eliminated by a parallel scan (DiscreteHMM)",
+        description=(
+            "W8's model, data and params, its likelihood as one site: sample('y', "
+            "DiscreteHMM(initial_logits, probs_x.log(), Normal(locs, scale)), obs=data) in "
+            "plate('sequences', 16, dim=-1), data (B, T) = (16, 1000). DiscreteHMM's "
+            "initial_logits is the state before the first transition, so W8's 'state 0 before "
+            "t = 0' is a one-hot initial_logits (0 for state 0, -inf elsewhere): the likelihood "
+            "equals W8's. No latent sites, so Trace_ELBO (the empty guide), Adam lr 0.05; "
+            "against W8's sequential pyrolite config and the hand forward loop."
+        ),
+        lr=0.05,
+        num_data=1000,
+        block_steps=2,  # scaled per row: sequential 0.5x (W8's again), DiscreteHMM 5x
+        quick_block_steps=1,
+        quality_name="max |sorted locs - (-7, -5, ..., 7)|",
+        estimator="DiscreteHMM (Trace_ELBO)",
     ),
 }
 
@@ -372,6 +443,41 @@ _SCORE_FUNCTION = [
     _cfg("pyro-1000", "pyro", "Pyro TraceGraph_ELBO 1000 vectorized, baseline", **_SF_1000),
 ]
 
+# W5, W7-W9: TraceEnum_ELBO (discrete sites enumerated in parallel and summed out exactly).
+_ENUM = dict(elbo="enum", guide="hand")
+_JIT_ENUM = dict(elbo="jit-enum", guide="hand")
+_PYRO_JIT_ENUM_NOTE = (
+    "TorchScript's profiling executor optimizes the traced graph over the first three steps "
+    "(the first-step column is step 1 only; steps 2-3 land in the untimed warm-up block)"
+)
+_MIXTURE = [
+    _cfg("hand", "hand", "hand-written MAP step, assignment summed by logsumexp"),
+    _cfg("pyrolite", "pyrolite", "pyrolite TraceEnum_ELBO", **_ENUM),
+    _cfg("pyrolite-jit", "pyrolite", "pyrolite JitTraceEnum_ELBO", **_JIT_ENUM),
+    _cfg(
+        "pyrolite-compiled",
+        "pyrolite",
+        "pyrolite TraceEnum_ELBO SVI(compile=True)",
+        compile="inductor",
+        note=_COMPILE_NOTE,
+        **_ENUM,
+    ),
+    _cfg("pyro", "pyro", "Pyro TraceEnum_ELBO", **_ENUM),
+    _cfg("pyro-jit", "pyro", "Pyro JitTraceEnum_ELBO", note=_PYRO_JIT_ENUM_NOTE, **_JIT_ENUM),
+]
+_HMM_HAND = _cfg("hand", "hand", "hand-written forward algorithm (loop over t)")
+_HMM_MARKOV = [
+    _HMM_HAND,
+    _cfg("pyrolite", "pyrolite", "pyrolite TraceEnum_ELBO, markov", **_ENUM),
+]
+# W7 only: at T=1000 the traced graph took ~50 s to optimize (TorchScript's profiling executor,
+# step 2) for a ~1 s step, a minute of every W8 run.
+_HMM_JIT = _cfg("pyrolite-jit", "pyrolite", "pyrolite JitTraceEnum_ELBO, markov", **_JIT_ENUM)
+_PYRO_HMM_NOTE = "runs half the step budget"
+_HMM_DISCRETE = dict(elbo="trace", guide="hand", hmm="discrete")
+_DISCRETE_NOTE = "runs 5x the step budget (a fast step)"
+_W8_AGAIN_NOTE = "W8's row again, one step per block (half the step budget)"
+
 CONFIGS: Dict[str, List[Config]] = {
     "W1": [HAND, PYROLITE, PYROLITE_JIT, PYROLITE_COMPILED, PYRO, PYRO_JIT, NUMPYRO, *_MEANFIELD],
     "W2": [
@@ -427,7 +533,72 @@ CONFIGS: Dict[str, List[Config]] = {
         ),
     ],
     "W4": _SCORE_FUNCTION,
+    "W5": _MIXTURE,
     "W6": [HAND, PYROLITE, PYROLITE_AUTODIAG, PYROLITE_COMPILED, PYRO, NUMPYRO],
+    "W7": [
+        *_HMM_MARKOV,
+        _HMM_JIT,
+        _cfg(
+            "pyro",
+            "pyro",
+            "Pyro TraceEnum_ELBO, markov",
+            step_scale=0.5,
+            note=_PYRO_HMM_NOTE,
+            **_ENUM,
+        ),
+        _cfg(
+            "pyro-jit",
+            "pyro",
+            "Pyro JitTraceEnum_ELBO, markov",
+            step_scale=0.5,
+            note=f"{_PYRO_HMM_NOTE}; {_PYRO_JIT_ENUM_NOTE}",
+            **_JIT_ENUM,
+        ),
+    ],
+    "W8": [
+        *_HMM_MARKOV,
+        _cfg(
+            "pyro",
+            "pyro",
+            "Pyro TraceEnum_ELBO, markov",
+            step_scale=0.5,
+            note="runs one step per block (half the step budget: its step takes seconds)",
+            **_ENUM,
+        ),
+    ],
+    "W9": [
+        _cfg(
+            "hand",
+            "hand",
+            "hand-written forward algorithm (loop over t), as W8's",
+            step_scale=0.5,
+            note=_W8_AGAIN_NOTE,
+        ),
+        _cfg(
+            "pyrolite",
+            "pyrolite",
+            "pyrolite DiscreteHMM, Trace_ELBO",
+            step_scale=5.0,
+            note=_DISCRETE_NOTE,
+            **_HMM_DISCRETE,
+        ),
+        _cfg(
+            "pyrolite-markov",
+            "pyrolite",
+            "pyrolite TraceEnum_ELBO, markov (W8's)",
+            step_scale=0.5,
+            note=_W8_AGAIN_NOTE,
+            **_ENUM,
+        ),
+        _cfg(
+            "pyro",
+            "pyro",
+            "Pyro DiscreteHMM, Trace_ELBO",
+            step_scale=5.0,
+            note=_DISCRETE_NOTE,
+            **_HMM_DISCRETE,
+        ),
+    ],
 }
 
 # Per workload: the config the "ratio to hand" and "ratio to Pyro" columns divide by.
@@ -439,12 +610,13 @@ class Target:
     """An issue target: pyrolite's ratio to the hand-written step, in time (and memory).
 
     ``malloc`` names the allocator setting both rows must have run under ("steady" |
-    "default", see ``benchmarks.run --malloc``); None means the run's main setting.
+    "default", see ``benchmarks.run --malloc``); None means the run's main setting. A
+    ``max_time_ratio`` of None makes it a memory-only target.
     """
 
     workload: str
     config: str
-    max_time_ratio: float
+    max_time_ratio: float | None
     max_memory_ratio: float | None = None
     text: str = field(default="")
     reference: str = "hand"  # the config the ratio divides by
@@ -578,6 +750,46 @@ TARGETS = [
         text="W4 1000 vectorized particles within 1.3x of the 1000-particle hand step in time, "
         "1.2x in peak memory",
     ),
+    # Issue 11: enumeration (TraceEnum_ELBO) on W5's mixture and W7/W8's HMM.
+    Target(
+        "W5",
+        "pyrolite",
+        1.5,
+        text="W5 pyrolite eager TraceEnum_ELBO step within 1.5x of the hand MAP step",
+    ),
+    Target(
+        "W5",
+        "pyrolite",
+        1 / 3,
+        reference="pyro",
+        text="W5 pyrolite eager TraceEnum_ELBO at least 3x faster than Pyro's TraceEnum_ELBO",
+    ),
+    Target("W5", "pyrolite-jit", 1.0, text="W5 JitTraceEnum_ELBO no slower than the hand step"),
+    Target(
+        "W5",
+        "pyrolite-jit",
+        1 / 2,
+        reference="pyro-jit",
+        text="W5 JitTraceEnum_ELBO at least 2x faster than Pyro's JitTraceEnum_ELBO",
+    ),
+    *[
+        Target(
+            w,
+            "pyrolite",
+            1 / 3,
+            reference="pyro",
+            text=f"{w} (HMM, T={t}) pyrolite TraceEnum_ELBO at least 3x faster than Pyro's",
+        )
+        for w, t in (("W7", 100), ("W8", 1000))
+    ],
+    Target(
+        "W8",
+        "pyrolite",
+        None,
+        1.5,
+        text="W8 (HMM, T=1000) pyrolite TraceEnum_ELBO peak memory within 1.5x of the hand "
+        "forward algorithm's",
+    ),
     # The eager step under both allocator settings (``benchmarks.run --malloc both``).
     *[
         Target(
@@ -623,12 +835,46 @@ CONVERGENCE_TARGETS = [
     ),
 ]
 
+
+@dataclass(frozen=True)
+class ScalingTarget:
+    """An issue target on how a config's step time grows with the problem: its µs/step on
+    ``long`` over that on ``short`` (the same model, ``factor`` times longer) at most
+    ``max_ratio`` (linear growth: about ``factor``, less with a fixed per-step overhead)."""
+
+    short: str
+    long: str
+    config: str
+    factor: float
+    max_ratio: float
+    text: str
+
+
+# Issue 11: the HMM's per-step time grows linearly in T, for every framework (T=100 -> 1000:
+# at most 15x, linear with a 50% allowance for noise and cache effects: the hand and Pyro
+# steps measured 12-13x on a shared machine; a quadratic cost would be ~100x).
+SCALING_TARGETS = [
+    ScalingTarget(
+        "W7",
+        "W8",
+        key,
+        10.0,
+        15.0,
+        text=f"HMM per-step time linear in T: `{key}` T=1000 (W8) / T=100 (W7)",
+    )
+    for key in ("hand", "pyrolite", "pyro")
+]
+
 # Per workload and config: rows whose time ratio its notes give besides its targets' (the
 # "× Pyro" column divides by the workload's ``pyro`` row only).
 RATIO_NOTES = {
     ("W4", "pyrolite-nobaseline"): ("pyro-nobaseline",),
     ("W4", "pyrolite-jit"): ("pyro-jit",),
     ("W4", "pyrolite-1000"): ("pyro-1000",),
+    ("W5", "pyrolite-compiled"): ("pyro-jit",),
+    ("W7", "pyrolite-jit"): ("pyro-jit",),
+    ("W9", "pyrolite"): ("pyrolite-markov",),
+    ("W9", "pyro"): ("pyrolite-markov",),
 }
 
 

@@ -8,7 +8,12 @@ depend on params are computed once. With ``--device cuda`` the params, the const
 random draw live on the GPU. The IWAE step (``hand-iwae``, the floor for ``RenyiELBO(alpha=0)``)
 is the W2/W3 step with its particles' log-weights combined by ``logsumexp``. W4's step is the
 score-function (REINFORCE) estimator that ``TraceGraph_ELBO`` builds for a non-reparameterized
-Beta guide, with or without the decaying-average baseline.
+Beta guide, with or without the decaying-average baseline. W5's step is the MAP objective that
+``TraceEnum_ELBO`` computes for the mixture with a ``Delta`` guide (the assignment summed out by
+``logsumexp``), and W7-W9's the forward algorithm, one ``logsumexp`` per time step. A
+simplex param is the softmax of an unconstrained tensor initialized at the log of its init, as
+``transform_to(simplex)`` (torch's ``SoftmaxTransform``) makes a PPL's ``constraint=simplex``
+param; the step takes its log as ``log_softmax``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ import math
 import torch
 
 from .. import data as bench_data
-from ..models import BASELINE_BETA
+from ..models import (
+    BASELINE_BETA,
+    HMM_INIT_LOCS,
+    HMM_INIT_SCALE,
+    HMM_INIT_STAY,
+    MIXTURE_INIT_LOCS,
+    MIXTURE_INIT_SCALE,
+)
 from ..registry import WORKLOADS, Config, num_particles
 from . import Trainer
 
@@ -201,6 +213,76 @@ def regression_trainer(
     return Trainer(step=step, quality=quality)
 
 
+def mixture_trainer(
+    dataset: bench_data.MixtureData, lr: float, betas: tuple, device: torch.device
+) -> Trainer:
+    """W5: the MAP objective of the mixture, the assignment summed out.
+
+    The guide is a ``Delta`` at each global's param, so its log-density is 0 and the loss is
+    minus the model's log joint at the params, with each point's assignment marginalized:
+    -(log Dirichlet(w; 0.5) + log LogNormal(scale; 0, 2) + sum_k log Normal(loc_k; 0, 10)
+    + sum_n logsumexp_k(log w_k + log Normal(x_n; loc_k, scale))); no Jacobian terms (the
+    values are the params themselves), as ``TraceEnum_ELBO`` computes it.
+    """
+    obs = dataset.obs.unsqueeze(-1)  # (N, 1) against the components' (K,)
+    components = len(bench_data.MIXTURE_WEIGHTS)
+    on = dict(requires_grad=True, device=device)
+    weights_u = torch.full((components,), -math.log(components), **on)  # uniform weights
+    scale_u = torch.full((), math.log(MIXTURE_INIT_SCALE), **on)
+    locs = torch.tensor(MIXTURE_INIT_LOCS, **on)
+    optimizer = torch.optim.Adam([weights_u, scale_u, locs], lr=lr, betas=betas)
+    concentration = torch.full((components,), 0.5, device=device)
+    dirichlet_log_norm = float(
+        torch.lgamma(concentration.sum()) - torch.lgamma(concentration).sum()
+    )
+    log_2, log_10 = math.log(2.0), math.log(10.0)
+
+    def step() -> float:
+        log_weights = torch.log_softmax(weights_u, -1)
+        scale = scale_u.exp()
+        log_prior = (
+            ((concentration - 1) * log_weights).sum()
+            + dirichlet_log_norm
+            + normal_log_prob(scale_u, 0.0, 2.0, log_2)
+            - scale_u  # LogNormal: log scale is scale_u
+            + normal_log_prob(locs, 0.0, 10.0, log_10).sum()
+        )
+        joint = log_weights + normal_log_prob(obs, locs, scale, scale_u)  # (N, K)
+        return _adam_step(optimizer, -(log_prior + torch.logsumexp(joint, -1).sum()))
+
+    def quality() -> float:
+        return bench_data.locs_error(locs.detach().cpu().numpy(), bench_data.MIXTURE_LOCS)
+
+    return Trainer(step=step, quality=quality)
+
+
+def hmm_trainer(dataset: bench_data.HMMData, lr: float, device: torch.device) -> Trainer:
+    """W7-W9: the forward algorithm. alpha_0 = log probs_x[0] + e_0 (state 0 before t = 0),
+    then alpha_t = logsumexp_i(alpha_{t-1}[i] + log probs_x[i, :]) + e_t for t >= 1, where
+    e_t[k] = log Normal(y_t; loc_k, scale); loss = -sum over sequences of logsumexp(alpha_T-1).
+    """
+    by_time = dataset.by_time.unsqueeze(-1)  # (T, B, 1) against the states' (K,)
+    init_probs = bench_data.hmm_transition_probs(HMM_INIT_STAY).to(device)
+    on = dict(requires_grad=True, device=device)
+    probs_u = init_probs.log().requires_grad_()
+    locs = torch.tensor(HMM_INIT_LOCS, **on)
+    scale_u = torch.full((), math.log(HMM_INIT_SCALE), **on)
+    optimizer = torch.optim.Adam([probs_u, locs, scale_u], lr=lr)
+
+    def step() -> float:
+        log_trans = torch.log_softmax(probs_u, -1)  # (K, K), rows: the old state
+        emission = normal_log_prob(by_time, locs, scale_u.exp(), scale_u)  # (T, B, K)
+        alpha = log_trans[0] + emission[0]
+        for t in range(1, emission.shape[0]):
+            alpha = torch.logsumexp(alpha.unsqueeze(-1) + log_trans, -2) + emission[t]
+        return _adam_step(optimizer, -torch.logsumexp(alpha, -1).sum())
+
+    def quality() -> float:
+        return bench_data.locs_error(locs.detach().cpu().numpy(), bench_data.HMM_LOCS)
+
+    return Trainer(step=step, quality=quality)
+
+
 def build(
     framework: str,
     workload: str,
@@ -215,6 +297,10 @@ def build(
     on = torch.device(device)
     if workload == "W1":
         return coin_trainer(dataset, spec.lr, on)
+    if workload in bench_data.MIXTURE_WORKLOADS:
+        return mixture_trainer(dataset, spec.lr, spec.adam_betas or (0.9, 0.999), on)
+    if workload in bench_data.HMM_WORKLOADS:
+        return hmm_trainer(dataset, spec.lr, on)
     particles = num_particles(workload, config)
     if workload == "W4":
         betas = spec.adam_betas or (0.9, 0.999)

@@ -45,7 +45,13 @@ def to_device(dataset, device: str):
     return dataset.to(device)
 
 
-def _backend(lib: SimpleNamespace, device: str = "cpu") -> Backend:
+def _vindex(lib: SimpleNamespace):
+    """``<package>.ops.indexing.Vindex``, imported only for the workloads that index with it
+    (so the other workloads run while a package lacks it)."""
+    return importlib.import_module(f"{lib.name}.ops.indexing").Vindex
+
+
+def _backend(lib: SimpleNamespace, device: str = "cpu", vindex=None) -> Backend:
     on = torch.device(device)
     return Backend(
         ppl=lib.pyro,
@@ -55,6 +61,8 @@ def _backend(lib: SimpleNamespace, device: str = "cpu") -> Backend:
         full=lambda n, v: torch.full((n,), v, device=on),
         const=float if on.type == "cpu" else (lambda v: torch.tensor(v, device=on)),
         fakes=lib.fakes,
+        array=lambda values: torch.tensor(values, device=on),
+        vindex=vindex,
     )
 
 
@@ -78,6 +86,8 @@ ELBO_CLASSES = {
     "jit-renyi": "JitRenyiELBO",
     "tracegraph": "TraceGraph_ELBO",
     "jit-tracegraph": "JitTraceGraph_ELBO",
+    "enum": "TraceEnum_ELBO",
+    "jit-enum": "JitTraceEnum_ELBO",
 }
 
 
@@ -94,6 +104,8 @@ def _elbo(lib: SimpleNamespace, workload: str, config: Config):
         kwargs["vectorize_particles"] = config.option("particles") == "vectorized"
     if name.endswith("RenyiELBO"):
         kwargs["alpha"] = 0  # the importance-weighted (IWAE) bound
+    if name.endswith("TraceEnum_ELBO"):
+        kwargs["max_plate_nesting"] = 1  # W5's data plate, the HMMs' sequences plate
     return elbo_class(**kwargs)
 
 
@@ -103,6 +115,12 @@ def _quality(lib: SimpleNamespace, workload: str, guide, is_auto: bool, dataset)
         if workload in bench_data.COIN_WORKLOADS:
             a, b = float(param("alpha_q")), float(param("beta_q"))
             return bench_data.coin_quality(workload, a, b, dataset.obs)
+        if workload in bench_data.MIXTURE_WORKLOADS:
+            locs = param("locs_q").detach().cpu().numpy()
+            return bench_data.locs_error(locs, bench_data.MIXTURE_LOCS)
+        if workload in bench_data.HMM_WORKLOADS:
+            locs = param("locs").detach().cpu().numpy()
+            return bench_data.locs_error(locs, bench_data.HMM_LOCS)
         if is_auto:
             medians = guide.median()
             alpha, beta = medians["alpha"], medians["beta"]
@@ -141,11 +159,14 @@ def build(
     lib.pyro.clear_param_store()
     lib.pyro.set_rng_seed(seed)
     spec = WORKLOADS[workload]
+    hmm_form = config.option("hmm", "markov")
+    markov_hmm = workload in bench_data.HMM_WORKLOADS and hmm_form == "markov"
     model, guide = model_and_guide(
         workload,
-        _backend(lib, device),
+        _backend(lib, device, vindex=_vindex(lib) if markov_hmm else None),
         bench_data.NUM_FEATURES,
         baseline=config.option("baseline") == "decaying",
+        hmm_form=hmm_form,
     )
     is_auto = config.option("guide") == "autodiag"
     if is_auto:

@@ -1,5 +1,6 @@
 """Distributions for pyrolite models and guides: torch's families with Pyro's mixin methods,
-plus Delta, Unit, ImproperUniform, MaskedDistribution, MixtureGeneral and Empirical.
+plus Delta, Unit, ImproperUniform, MaskedDistribution, MixtureGeneral, Empirical and
+DiscreteHMM.
 
 >>> import pyrolite.distributions as dist
 >>> dist.Normal(0.0, 1.0).expand_by([3]).to_event(1).log_prob(dist.Normal(0.0, 1.0).mean.expand(3))
@@ -11,6 +12,7 @@ from torch.distributions import biject_to, kl_divergence, register_kl, transform
 from pyrolite.distributions import constraints, transforms
 from pyrolite.distributions.delta import Delta
 from pyrolite.distributions.empirical import Empirical
+from pyrolite.distributions.hmm import DiscreteHMM
 from pyrolite.distributions.improper_uniform import ImproperUniform
 from pyrolite.distributions.masked import MaskedDistribution
 from pyrolite.distributions.mixture import MixtureGeneral
@@ -85,6 +87,7 @@ __all__ = [
     "ContinuousBernoulli",
     "Delta",
     "Dirichlet",
+    "DiscreteHMM",
     "Distribution",
     "Empirical",
     "Exponential",

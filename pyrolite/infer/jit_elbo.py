@@ -124,9 +124,11 @@ def jit_variant(elbo_class: type) -> type:
 from .renyi_elbo import RenyiELBO  # noqa: E402
 from .trace_elbo import Trace_ELBO  # noqa: E402
 from .trace_mean_field_elbo import TraceMeanField_ELBO  # noqa: E402
+from .traceenum_elbo import TraceEnum_ELBO  # noqa: E402
 from .tracegraph_elbo import TraceGraph_ELBO  # noqa: E402
 
 JitTrace_ELBO = jit_variant(Trace_ELBO)
 JitTraceMeanField_ELBO = jit_variant(TraceMeanField_ELBO)
 JitRenyiELBO = jit_variant(RenyiELBO)
 JitTraceGraph_ELBO = jit_variant(TraceGraph_ELBO)
+JitTraceEnum_ELBO = jit_variant(TraceEnum_ELBO)

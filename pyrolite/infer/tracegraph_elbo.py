@@ -141,7 +141,100 @@ def _shared_dims(frames, keep: dict) -> Tuple[int, ...]:
     return tuple(sorted(f.dim for f in frames if f.dim is not None and keep.get(f.dim) == f))
 
 
-class TraceGraph_ELBO(ELBO):
+class BaselineMixin:
+    """Baselines for score-function terms (see the module docstring), for an ELBO with
+    ``keeps_state``: ``score_term`` per site, then ``propose_averages`` once per estimate
+    with every particle's ``averages``."""
+
+    def combine(self, results):
+        loss, surrogate = super().combine([result[:2] for result in results])
+        self.propose_averages([result[2] for result in results])
+        return loss, surrogate
+
+    def propose_averages(self, particle_averages: List[dict]) -> None:
+        """Propose the decaying averages' new values from the particles' ``averages``
+        (filled by :meth:`score_term`): one update per step, from the particles' mean."""
+        costs: Dict[str, List[torch.Tensor]] = {}
+        betas: Dict[str, float] = {}
+        for averages in particle_averages:
+            for state_name, (cost, beta) in averages.items():
+                costs.setdefault(state_name, []).append(cost)
+                betas[state_name] = beta
+        for state_name, particle_costs in costs.items():
+            # One update per step, from the mean cost of the step's particles.
+            mean = sum_terms(particle_costs)
+            if len(particle_costs) > 1:
+                mean = mean / len(particle_costs)
+            old = self.read_state(state_name, lambda m=mean: torch.zeros_like(m))
+            # beta * old + (1 - beta) * mean, in one op
+            self.propose_state(state_name, torch.lerp(old, mean, 1.0 - betas[state_name]))
+
+    def score_term(self, name: str, site: dict, score, cost, averages: dict) -> torch.Tensor:
+        """``sum(score * (cost - baseline))`` for one site (minus its baseline's own loss
+        where one is trained), ``cost`` detached; the site's ``infer["baseline"]`` is
+        checked on every call. A decaying average's new value goes into ``averages``."""
+        config = baseline_config(name, site)
+        if config is None:
+            term = score * cost
+            return term.sum() if term.dim() else term
+        baseline, baseline_loss = self._baseline(name, site, score, cost, config, averages)
+        advantage = cost - baseline
+        if isinstance(advantage, torch.Tensor) and advantage.requires_grad:
+            advantage = advantage.detach()  # no ELBO gradient reaches a baseline
+        term = score * advantage
+        term = term.sum() if term.dim() else term
+        return term if baseline_loss is None else term - baseline_loss
+
+    def _baseline(self, name, site, score, cost, config, averages):
+        """``(baseline, baseline loss or None)`` for one site, as ``config`` asks."""
+        kind = config["kind"]
+        if kind == _DECAYING:
+            averaged = self._particle_mean(cost)
+            state_name = AVERAGE_STATE + name
+            old = self.read_state(state_name, lambda: torch.zeros_like(averaged))
+            if old.shape != averaged.shape:
+                raise ValueError(
+                    f"{type(self).__name__}: the decaying-average baseline of site '{name}' has "
+                    f"shape {tuple(old.shape)} from earlier steps, but the site's downstream "
+                    f"cost now has shape {tuple(averaged.shape)} (a plate changed size, e.g. "
+                    "a new subsample size). Keep plate sizes fixed, or use an nn_baseline "
+                    "fed with the data instead."
+                )
+            averages[state_name] = (averaged, config["beta"])
+            return old, None
+        if kind == _NN:
+            inputs = config["input"]
+            if isinstance(inputs, torch.Tensor):
+                inputs = inputs.detach()
+            elif isinstance(inputs, (tuple, list)):
+                inputs = [detach(x) for x in inputs]
+            baseline = config["module"](inputs)
+        else:
+            baseline = config["value"]
+        if isinstance(baseline, torch.Tensor) and not fits_within(
+            tuple(baseline.shape), tuple(score.shape)
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: the {kind} at site '{name}' has shape "
+                f"{tuple(baseline.shape)}, which does not broadcast to the site's batch shape "
+                f"{tuple(score.shape)}. Return one baseline per batch element of the site "
+                "(or a scalar)."
+            )
+        if not (isinstance(baseline, torch.Tensor) and baseline.requires_grad):
+            return baseline, None
+        return baseline, (cost - baseline).pow(2).sum()
+
+    def _particle_mean(self, cost: torch.Tensor) -> torch.Tensor:
+        """The cost averaged over vectorized particles: one running average for all."""
+        if not self.vectorized:
+            return cost
+        dim = -1 - self.max_plate_nesting
+        if cost.dim() < -dim:
+            return cost
+        return _strip_leading_ones(cost.mean(dim, keepdim=True))
+
+
+class TraceGraph_ELBO(BaselineMixin, ELBO):
     """ELBO whose score-function terms keep only each site's downstream cost, minus an
     optional baseline. Same options as :class:`~pyrolite.infer.Trace_ELBO`; see the module
     docstring for the cost and the baselines.
@@ -195,89 +288,12 @@ class TraceGraph_ELBO(ELBO):
                 cost = _downstream_cost(model_trace, guide_trace, plan.downstream[name], cache)
             # no leading size-1 dims beyond the score's: it broadcasts against it
             cost = _strip_leading_ones(cost, score.dim()).detach()
-            config = _baseline_config(name, site)
-            if config is None:
-                term = score * cost
-                score_terms.append(term.sum() if term.dim() else term)
-                continue
-            baseline, baseline_loss = self._baseline(name, site, score, cost, config, averages)
-            advantage = cost - baseline
-            if isinstance(advantage, torch.Tensor) and advantage.requires_grad:
-                advantage = advantage.detach()  # no ELBO gradient reaches a baseline
-            term = score * advantage
-            term = term.sum() if term.dim() else term
-            score_terms.append(term if baseline_loss is None else term - baseline_loss)
-        _warn_unused_baselines(guide_trace, plan.unscored)
+            score_terms.append(self.score_term(name, site, score, cost, averages))
+        warn_unused_baselines(guide_trace, plan.unscored)
         if not score_terms:
             return loss, loss, averages
         surrogate = sum_terms(entropy_terms) - log_p - sum_terms(score_terms)
         return detach(loss), surrogate, averages
-
-    def combine(self, results):
-        loss, surrogate = super().combine([result[:2] for result in results])
-        costs: Dict[str, List[torch.Tensor]] = {}
-        betas: Dict[str, float] = {}
-        for _, _, averages in results:
-            for state_name, (cost, beta) in averages.items():
-                costs.setdefault(state_name, []).append(cost)
-                betas[state_name] = beta
-        for state_name, particle_costs in costs.items():
-            # One update per step, from the mean cost of the step's particles.
-            mean = sum_terms(particle_costs)
-            if len(particle_costs) > 1:
-                mean = mean / len(particle_costs)
-            old = self.read_state(state_name, lambda m=mean: torch.zeros_like(m))
-            # beta * old + (1 - beta) * mean, in one op
-            self.propose_state(state_name, torch.lerp(old, mean, 1.0 - betas[state_name]))
-        return loss, surrogate
-
-    def _baseline(self, name, site, score, cost, config, averages):
-        """``(baseline, baseline loss or None)`` for one site, as ``config`` asks."""
-        kind = config["kind"]
-        if kind == _DECAYING:
-            averaged = self._particle_mean(cost)
-            state_name = AVERAGE_STATE + name
-            old = self.read_state(state_name, lambda: torch.zeros_like(averaged))
-            if old.shape != averaged.shape:
-                raise ValueError(
-                    f"TraceGraph_ELBO: the decaying-average baseline of site '{name}' has "
-                    f"shape {tuple(old.shape)} from earlier steps, but the site's downstream "
-                    f"cost now has shape {tuple(averaged.shape)} (a plate changed size, e.g. "
-                    "a new subsample size). Keep plate sizes fixed, or use an nn_baseline "
-                    "fed with the data instead."
-                )
-            averages[state_name] = (averaged, config["beta"])
-            return old, None
-        if kind == _NN:
-            inputs = config["input"]
-            if isinstance(inputs, torch.Tensor):
-                inputs = inputs.detach()
-            elif isinstance(inputs, (tuple, list)):
-                inputs = [detach(x) for x in inputs]
-            baseline = config["module"](inputs)
-        else:
-            baseline = config["value"]
-        if isinstance(baseline, torch.Tensor) and not fits_within(
-            tuple(baseline.shape), tuple(score.shape)
-        ):
-            raise ValueError(
-                f"TraceGraph_ELBO: the {kind} at site '{name}' has shape "
-                f"{tuple(baseline.shape)}, which does not broadcast to the site's batch shape "
-                f"{tuple(score.shape)}. Return one baseline per batch element of the site "
-                "(or a scalar)."
-            )
-        if not (isinstance(baseline, torch.Tensor) and baseline.requires_grad):
-            return baseline, None
-        return baseline, (cost - baseline).pow(2).sum()
-
-    def _particle_mean(self, cost: torch.Tensor) -> torch.Tensor:
-        """The cost averaged over vectorized particles: one running average for all."""
-        if not self.vectorized:
-            return cost
-        dim = -1 - self.max_plate_nesting
-        if cost.dim() < -dim:
-            return cost
-        return _strip_leading_ones(cost.mean(dim, keepdim=True))
 
 
 def _downstream_cost(model_trace, guide_trace, down: Downstream, cache) -> torch.Tensor:
@@ -308,7 +324,7 @@ def _strip_leading_ones(t: torch.Tensor, min_dim: int = 0) -> torch.Tensor:
     return t
 
 
-def _baseline_config(name: str, site: dict) -> Optional[dict]:
+def baseline_config(name: str, site: dict) -> Optional[dict]:
     """The site's baseline request, checked: None for none, else a dict with ``kind``."""
     config = site["infer"].get("baseline")
     if config is None:
@@ -369,11 +385,11 @@ def _baseline_config(name: str, site: dict) -> Optional[dict]:
     return {"kind": kind, "beta": float(beta)}
 
 
-def _warn_unused_baselines(guide_trace: Trace, unscored: Tuple[str, ...]) -> None:
+def warn_unused_baselines(guide_trace: Trace, unscored: Tuple[str, ...]) -> None:
     """Warn (once per site) about baselines asked for on sites without a score term."""
     for name in unscored:
         site = guide_trace.nodes[name]
-        if "baseline" in site["infer"] and _baseline_config(name, site) is not None:
+        if "baseline" in site["infer"] and baseline_config(name, site) is not None:
             warn_once(
                 ("unused_baseline", name),
                 f"TraceGraph_ELBO: site '{name}' asks for a baseline, but it has no "
@@ -382,4 +398,13 @@ def _warn_unused_baselines(guide_trace: Trace, unscored: Tuple[str, ...]) -> Non
             )
 
 
-__all__ = ["BASELINE_KEYS", "Downstream", "TraceGraph_ELBO", "TrackNonReparam", "downstream_sites"]
+__all__ = [
+    "BASELINE_KEYS",
+    "BaselineMixin",
+    "Downstream",
+    "TraceGraph_ELBO",
+    "TrackNonReparam",
+    "baseline_config",
+    "downstream_sites",
+    "warn_unused_baselines",
+]

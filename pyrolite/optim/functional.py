@@ -50,7 +50,12 @@ class ClippedAdamHyper(NamedTuple):
 
 
 def _assign(target: torch.Tensor, value: torch.Tensor, ok: Optional[torch.Tensor]) -> None:
-    target.copy_(value if ok is None else torch.where(ok, value, target))
+    value = value if ok is None else torch.where(ok, value, target)
+    if target.dim() == 0:
+        # torch.compile (2.13) drops in-place writes to a 0-dim float64 graph input; a
+        # write through a 1-element view of it is kept.
+        target, value = target.view(1), value.reshape(1)
+    target.copy_(value)
 
 
 def adam_update(p, g, state: Sequence[torch.Tensor], lr: Scalar, hyper: AdamHyper, ok=None):

@@ -1,7 +1,9 @@
 """``markov``: declare that sites only depend on the last ``history`` steps.
 
 Enumeration uses this to recycle tensor dims in long chains. Each sample site
-inside gets ``infer["_markov_scope"]``: the names of the sites it may depend on.
+inside gets ``infer["_markov_scope"]``: the names of the sites it may depend on, and
+``infer["_markov_context"]``: the innermost ``markov`` it runs in (``enum`` frees a dim
+for reuse only within the context that allocated it, while that context is active).
 """
 
 from collections import deque
@@ -30,6 +32,8 @@ class MarkovMessenger(Messenger):
         self.history, self.keep, self.dim, self.name = history, keep, dim, name
         self._steps: deque = deque()
         self._iterable: Optional[Iterable] = None
+        self.active = False
+        self._depth = 0
 
     def __call__(self, fn_or_iterable):
         if callable(fn_or_iterable):
@@ -42,17 +46,34 @@ class MarkovMessenger(Messenger):
             raise TypeError("markov(...) is iterable only when given an iterable")
         with self:
             for value in self._iterable:
-                self._steps.append(set())
-                while len(self._steps) > self.history + 1:
-                    self._steps.popleft()
+                self._next_step()
                 yield value
 
     def __enter__(self):
-        self._steps = deque([set()])
+        if self.active:
+            # Entered again from inside (a recursive function decorated with markov): the
+            # next step of the chain.
+            self._next_step()
+        else:
+            self._steps = deque([set()])
+            self.active = True
+        self._depth += 1
         return super().__enter__()
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self.active = False
+        return super().__exit__(*exc)
+
+    def _next_step(self) -> None:
+        self._steps.append(set())
+        while len(self._steps) > self.history + 1:
+            self._steps.popleft()
 
     def _pyro_sample(self, msg: Message) -> None:
         self._steps[-1].add(msg["name"])
         scope = set().union(*self._steps)
         outer = msg["infer"].get("_markov_scope")
         msg["infer"]["_markov_scope"] = scope if outer is None else scope | outer
+        msg["infer"].setdefault("_markov_context", self)  # the innermost markov is first
