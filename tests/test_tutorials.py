@@ -37,6 +37,15 @@ def _baselines_reduce_variance_and_steps(out: str) -> None:
     assert float(means["neural"]) < 2000  # converged within the budget
 
 
+def _mixture_locs_and_map_assignments_are_recovered(out: str) -> None:
+    locs = sorted(map(float, re.search(r"^locs = \[(.*)\]", out, re.M).group(1).split(",")))
+    assert abs(locs[0] - 0.5) < 0.1 and abs(locs[1] - 11.0) < 0.1
+    # data [0, 1, 10, 11, 12]: the first two points share a component, the last three the other
+    assignment = re.search(r"MAP assignment \(temperature=0\): \[(.*)\]", out).group(1)
+    a = [int(v) for v in assignment.split(",")]
+    assert a[0] == a[1] != a[2] == a[3] == a[4]
+
+
 # script -> (small-budget arguments, what its output must show)
 SCRIPTS = {
     "coin_fit.py": (["--steps", "200"], _coin_beta_guide_mean_is_near_exact),
@@ -51,6 +60,10 @@ SCRIPTS = {
     "seed003_linear_regression.py": (
         ["--steps", "200", "--samples", "50"],
         _regression_loss_decreases,
+    ),
+    "gaussian_mixture.py": (
+        ["--steps", "100", "--init-tries", "20", "--no-plot"],
+        _mixture_locs_and_map_assignments_are_recovered,
     ),
 }
 

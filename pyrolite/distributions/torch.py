@@ -11,6 +11,7 @@ import math
 from typing import Optional
 
 import torch
+from torch.distributions.utils import probs_to_logits
 
 from pyrolite.distributions import compact
 from pyrolite.distributions.torch_distribution import (
@@ -18,6 +19,7 @@ from pyrolite.distributions.torch_distribution import (
     TorchDistributionMixin,
     copy_forced_has_rsample,
 )
+from pyrolite.distributions.util import at_enum_dim, compact_view, enum_shape
 
 
 def _wrap(torch_cls: type, **methods) -> type:
@@ -86,7 +88,22 @@ Bernoulli = _wrap(
 
 Beta = compact.Beta
 Binomial = _wrap(torch.distributions.Binomial)
-Categorical = _wrap(torch.distributions.Categorical)
+
+
+def _categorical_support_log_prob(self, dim: int) -> torch.Tensor:
+    """``log_prob(enumerate_support(expand=False))`` with the support laid out at batch
+    dim ``dim``: the normalized logits moved there, computed once per distinct row (a
+    distribution expanded over plates repeats its rows) instead of by a gather over the
+    broadcast of support and logits."""
+    if "logits" in self.__dict__:
+        logits = compact_view(self.logits)
+    else:
+        logits = probs_to_logits(compact_view(self.probs))
+    values = at_enum_dim(logits.movedim(-1, 0), dim, tuple(logits.shape[:-1]))
+    return values.expand(enum_shape(self._num_events, dim, tuple(self.batch_shape)))
+
+
+Categorical = _wrap(torch.distributions.Categorical, support_log_prob=_categorical_support_log_prob)
 Cauchy = _wrap(torch.distributions.Cauchy)
 Chi2 = _wrap(torch.distributions.Chi2)
 ContinuousBernoulli = _wrap(torch.distributions.ContinuousBernoulli)

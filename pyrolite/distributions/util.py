@@ -115,3 +115,50 @@ def is_identically_zero(x) -> bool:
 
 def is_identically_one(x) -> bool:
     return isinstance(x, (int, float)) and x == 1
+
+
+def at_enum_dim(values: torch.Tensor, dim: int, batch_shape, event_shape=()) -> torch.Tensor:
+    """``values`` of shape ``(K,) + batch_shape + event_shape`` (``batch_shape`` None: an
+    unexpanded support, ``(K, 1, ..., 1) + event_shape``) with K moved to batch dim ``dim``
+    (negative, counted from the right of the batch dims): how enumeration lays out a
+    site's values.
+
+    >>> at_enum_dim(torch.arange(3), -3, None).shape
+    torch.Size([3, 1, 1])
+    >>> at_enum_dim(torch.zeros(3, 4, 1), -1, (4, 1)).shape  # a recycled dim: K replaces it
+    torch.Size([4, 3])
+    """
+    size = values.shape[0]
+    event_shape = tuple(event_shape)
+    if batch_shape is None:
+        batch_shape = ()
+        values = values.reshape((size,) + event_shape)
+    batch = len(batch_shape)
+    if -dim > batch:
+        return values.reshape(
+            (size,) + (1,) * (-dim - 1 - batch) + tuple(batch_shape) + event_shape
+        )
+    # The dim lies inside the batch shape (a dim enumeration recycled): the batch has size 1
+    # there (a site cannot depend on the dim's former holder); K takes its place.
+    position = batch + dim
+    return values.squeeze(1 + position).movedim(0, position)
+
+
+def enum_shape(size: int, dim: int, batch_shape) -> tuple:
+    """The batch shape of ``at_enum_dim`` of ``size`` values over ``batch_shape``."""
+    batch_shape = tuple(batch_shape)
+    if -dim > len(batch_shape):
+        return (size,) + (1,) * (-dim - 1 - len(batch_shape)) + batch_shape
+    position = len(batch_shape) + dim
+    return batch_shape[:position] + (size,) + batch_shape[position + 1 :]
+
+
+def compact_view(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without the dims it is only expanded along (stride 0: size 1 there instead), so
+    elementwise work on it is not repeated; ``.expand`` the result back where needed."""
+    if 0 not in t.stride():
+        return t
+    for d, (size, stride) in enumerate(zip(t.shape, t.stride())):
+        if stride == 0 and size > 1:
+            t = t.narrow(d, 0, 1)
+    return t

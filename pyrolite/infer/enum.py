@@ -88,9 +88,8 @@ class EnumLayout(NamedTuple):
 
     def matches(self, model_trace: Trace) -> bool:
         """Whether the contracted sites' log-probs still have the shapes planned for."""
-        nodes = model_trace.nodes
         return all(
-            tuple(nodes[name]["unscaled_log_prob"].shape) == shape
+            tuple(model_trace.unscaled_log_prob(name).shape) == shape
             for name, shape, _, _ in self.factors
         )
 
@@ -188,7 +187,7 @@ def factor_tensors(layout: EnumLayout, model_trace: Trace) -> List[torch.Tensor]
     tensors = []
     for name, _, factor_shape, sampled in layout.factors:
         site = model_trace.nodes[name]
-        log_prob = site["unscaled_log_prob"]
+        log_prob = model_trace.unscaled_log_prob(name)
         if site["mask"] is not None:
             log_prob = scale_and_mask(log_prob, 1.0, site["mask"])
         if sampled:

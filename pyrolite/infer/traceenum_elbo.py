@@ -128,7 +128,9 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
 
     enumerates = True
     keeps_state = True
-    log_probs = "elementwise"
+    # The contracted factors need only unscaled log-probs, the other sites their sums: the
+    # particle computes what it reads.
+    log_probs = "none"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -225,7 +227,10 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
         structure) and made again if the contracted sites' shapes changed."""
         layout = plan.get("layout")
         if layout is None or not layout.matches(model_trace):
+            model_trace.compute_log_prob()
             layout = plan["layout"] = enum_layout(model_trace, guide_trace, self.plate_window)
+            plan["sums"] = frozenset(n for n, depends in layout.model_costs if not depends)
+            plan["elementwise"] = frozenset(n for n, depends in layout.model_costs if depends)
             plan["unscored"] = tuple(
                 name
                 for name, site in guide_trace.nodes.items()
@@ -246,11 +251,6 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
                 if layout.scale != 1.0:
                     value = value * layout.scale
                 terms.append((value, value, frames, depends, value))
-        nodes = model_trace.nodes
-        for name, depends in layout.model_costs:
-            site = nodes[name]
-            value = site["log_prob"] if depends else site["log_prob_sum"]
-            terms.append((value, value, _frames(site), depends, site["log_prob"]))
         score_sites = []
         log_weight = []  # the sequentially enumerated sites' log q: the run's weight
         for name, depends in layout.guide_sites:
@@ -274,6 +274,20 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
                         f"{sorted(depends)}; enumerate it too, or sample those sites."
                     )
                 score_sites.append((name, site, score))
+        # The model's other sites: their sums, or per element where a guide variable
+        # weighs them or a score-function cost reads them.
+        sums, elementwise = plan["sums"], plan["elementwise"]
+        if score_sites:
+            model_trace.compute_log_prob(lambda name, site: name in sums or name in elementwise)
+        else:
+            model_trace.compute_log_prob_sums(lambda name, site: name in sums)
+            if elementwise:
+                model_trace.compute_log_prob(lambda name, site: name in elementwise)
+        nodes = model_trace.nodes
+        for name, depends in layout.model_costs:
+            site = nodes[name]
+            value = site["log_prob"] if depends else site["log_prob_sum"]
+            terms.append((value, value, _frames(site), depends, site.get("log_prob")))
         weights = _Weights(layout, guide_trace)
         elbo = sum_terms([weights.expect(t[0], t[3]) for t in terms])
         surrogate_elbo = sum_terms([weights.expect(t[1], t[3]) for t in terms])

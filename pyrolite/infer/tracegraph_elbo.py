@@ -173,7 +173,7 @@ class BaselineMixin:
         """``sum(score * (cost - baseline))`` for one site (minus its baseline's own loss
         where one is trained), ``cost`` detached; the site's ``infer["baseline"]`` is
         checked on every call. A decaying average's new value goes into ``averages``."""
-        config = baseline_config(name, site)
+        config = baseline_config(name, site, type(self).__name__)
         if config is None:
             term = score * cost
             return term.sum() if term.dim() else term
@@ -324,14 +324,14 @@ def _strip_leading_ones(t: torch.Tensor, min_dim: int = 0) -> torch.Tensor:
     return t
 
 
-def baseline_config(name: str, site: dict) -> Optional[dict]:
+def baseline_config(name: str, site: dict, estimator: str = "TraceGraph_ELBO") -> Optional[dict]:
     """The site's baseline request, checked: None for none, else a dict with ``kind``."""
     config = site["infer"].get("baseline")
     if config is None:
         return None
     if not isinstance(config, dict):
         raise TypeError(
-            f"TraceGraph_ELBO: infer['baseline'] at site '{name}' must be a dict of baseline "
+            f"{estimator}: infer['baseline'] at site '{name}' must be a dict of baseline "
             f"options {list(BASELINE_KEYS)}, got {type(config).__name__}"
         )
     unknown = [k for k in config if k not in _KEY_SET] if not _KEY_SET.issuperset(config) else ()
@@ -342,7 +342,7 @@ def baseline_config(name: str, site: dict) -> Optional[dict]:
             for close in [difflib.get_close_matches(str(k), BASELINE_KEYS, n=1)]
         ]
         raise ValueError(
-            f"TraceGraph_ELBO: unknown baseline option {', '.join(hints)} at site '{name}'; "
+            f"{estimator}: unknown baseline option {', '.join(hints)} at site '{name}'; "
             f"the options are {list(BASELINE_KEYS)}"
         )
     kinds = []
@@ -354,14 +354,13 @@ def baseline_config(name: str, site: dict) -> Optional[dict]:
         kinds.append(_VALUE)
     if len(kinds) > 1:
         raise ValueError(
-            f"TraceGraph_ELBO: site '{name}' asks for {' and '.join(kinds)} at once; choose "
+            f"{estimator}: site '{name}' asks for {' and '.join(kinds)} at once; choose "
             "one baseline per site"
         )
     beta = config.get("baseline_beta", 0.90)
     if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not 0.0 <= beta < 1.0:
         raise ValueError(
-            f"TraceGraph_ELBO: baseline_beta at site '{name}' must be a number in [0, 1), "
-            f"got {beta!r}"
+            f"{estimator}: baseline_beta at site '{name}' must be a number in [0, 1), got {beta!r}"
         )
     if not kinds:
         return None
@@ -370,7 +369,7 @@ def baseline_config(name: str, site: dict) -> Optional[dict]:
         module = config[_NN]
         if not callable(module):
             raise TypeError(
-                f"TraceGraph_ELBO: nn_baseline at site '{name}' must be an nn.Module (or a "
+                f"{estimator}: nn_baseline at site '{name}' must be an nn.Module (or a "
                 f"callable), got {type(module).__name__}"
             )
         return {"kind": kind, "module": module, "input": config.get("nn_baseline_input")}
@@ -378,7 +377,7 @@ def baseline_config(name: str, site: dict) -> Optional[dict]:
         value = config[_VALUE]
         if not isinstance(value, (torch.Tensor, numbers.Real)):
             raise TypeError(
-                f"TraceGraph_ELBO: baseline_value at site '{name}' must be a tensor or a "
+                f"{estimator}: baseline_value at site '{name}' must be a tensor or a "
                 f"number, got {type(value).__name__}"
             )
         return {"kind": kind, "value": value}

@@ -47,6 +47,17 @@ def index(tensor: torch.Tensor, args: Any) -> torch.Tensor:
     return tensor[tuple(flat)]
 
 
+_INTEGER_DTYPES = frozenset(
+    (torch.int64, torch.int32, torch.int16, torch.int8)
+)  # not uint8: torch reads a uint8 index as a mask
+
+
+def _plain_index(arg) -> bool:
+    if isinstance(arg, torch.Tensor):
+        return arg.dtype in _INTEGER_DTYPES and arg.dim() > 0
+    return isinstance(arg, int) and not isinstance(arg, bool)
+
+
 def _leaves(args: tuple):
     for arg in args:
         if isinstance(arg, tuple):
@@ -85,6 +96,14 @@ def vindex(tensor: torch.Tensor, args: Any) -> torch.Tensor:
     torch.Size([2, 3])
     """
     key = args if isinstance(args, tuple) else (args,)
+    if len(key) <= tensor.dim() and all(map(_plain_index, key)):
+        # Only integers and integer tensors, from the left: torch's advanced indexing puts
+        # their broadcast shape first and keeps the rest, as vindex does (HMM code's
+        # ``Vindex(probs)[x]``, once per time step: this path costs one indexing op).
+        try:
+            return tensor[key]
+        except IndexError:
+            pass  # the general path below names what is wrong
     shape = tuple(tensor.shape)
     has_batch = bool(key) and key[0] is Ellipsis
     event_args = list(key[1:] if has_batch else key)

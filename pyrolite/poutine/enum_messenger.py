@@ -18,6 +18,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..distributions.util import at_enum_dim
 from .messenger import Messenger
 from .runtime import Message, broadcast_site
 
@@ -114,7 +115,8 @@ class EnumMessenger(Messenger):
             return
         broadcast_site(msg)  # enumerate over the plates' full batch shape
         fn = msg["fn"]
-        if not getattr(fn, "has_enumerate_support", False):
+        num_samples = msg["infer"].get("num_samples")
+        if num_samples is None and not getattr(fn, "has_enumerate_support", False):
             raise ValueError(
                 f"site '{msg['name']}' is marked for enumeration but {type(fn).__name__} has no "
                 "finite support to enumerate (a continuous site?); remove "
@@ -124,13 +126,13 @@ class EnumMessenger(Messenger):
         batch_shape = tuple(fn.batch_shape)
         self._check_batch(msg, batch_shape)
         dim = self.dims.allocate(msg)
-        num_samples = msg["infer"].get("num_samples")
         event_shape = tuple(fn.event_shape)
         if num_samples is not None:
-            value = _at_dim(fn.sample((int(num_samples),)), dim, batch_shape, event_shape)
+            value = at_enum_dim(fn.sample((int(num_samples),)), dim, batch_shape, event_shape)
             msg["infer"]["_enum_num_samples"] = int(num_samples)
         else:
-            value = _at_dim(fn.enumerate_support(expand=False), dim, None, event_shape)
+            value = at_enum_dim(fn.enumerate_support(expand=False), dim, None, event_shape)
+            msg["infer"]["_enumerate_support"] = True  # the value is the site's support
             if msg["infer"].get("expand", False):
                 batch = value.shape[: value.dim() - len(event_shape)]
                 value = value.expand(torch.broadcast_shapes(batch, batch_shape) + event_shape)
@@ -166,21 +168,3 @@ class EnumMessenger(Messenger):
                     f"max_plate_nesting={needed} (or more) to the ELBO, or give the plate a "
                     "dim to the right."
                 )
-
-
-def _at_dim(values: torch.Tensor, dim: int, batch_shape, event_shape: tuple) -> torch.Tensor:
-    """``values`` of shape ``(K,) + batch_shape + event_shape`` (``batch_shape`` None: a
-    support of shape ``(K, 1, ..., 1) + event_shape``) with K moved to batch dim ``dim``."""
-    size = values.shape[0]
-    if batch_shape is None:
-        batch_shape = ()
-        values = values.reshape((size,) + event_shape)
-    batch = len(batch_shape)
-    if -dim > batch:
-        return values.reshape(
-            (size,) + (1,) * (-dim - 1 - batch) + tuple(batch_shape) + event_shape
-        )
-    # A recycled dim inside the batch shape: the batch has size 1 there (the site cannot
-    # depend on the dim's former holder); K takes its place.
-    position = batch + dim
-    return values.squeeze(1 + position).movedim(0, position)

@@ -20,6 +20,16 @@ def _all_sites(name, site):
 
 def _site_log_prob(name: str, site: dict) -> torch.Tensor:
     """``fn.log_prob(value)`` with errors that name the site."""
+    infer = site["infer"]
+    if infer.get("_enumerate_support") and not site["args"]:
+        # An enumerated site whose value is its whole support: the distribution may lay
+        # out the log-probs of its support directly (no gather over the broadcast).
+        fast = getattr(site["fn"], "support_log_prob", None)
+        if fast is not None:
+            dim, value = infer["_enumerate_dim"], site["value"]
+            log_prob = fast(dim)
+            if log_prob.shape[log_prob.dim() + dim] == value.shape[value.dim() + dim]:
+                return log_prob
     try:
         return site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
     except ValueError as e:
@@ -35,7 +45,9 @@ def _site_log_prob(name: str, site: dict) -> torch.Tensor:
 
 def _cache_log_prob(name: str, site: dict) -> None:
     """Compute a site's log-prob once; scale and mask are applied here and nowhere else."""
-    raw = _site_log_prob(name, site)
+    raw = site.get("unscaled_log_prob")
+    if raw is None:
+        raw = _site_log_prob(name, site)
     site["unscaled_log_prob"] = raw
     site["log_prob"] = scale_and_mask(raw, site["scale"], site["mask"])
     site["log_prob_sum"] = _total(site["log_prob"])
@@ -298,6 +310,15 @@ class Trace:
                 site["log_prob_sum"] = total
                 continue
             _cache_log_prob(name, site)
+
+    def unscaled_log_prob(self, name: str) -> torch.Tensor:
+        """Site ``name``'s log-prob without scale or mask, computed once and cached (for
+        estimators that apply scale and mask themselves: ``TraceEnum_ELBO``'s factors)."""
+        site = self.nodes[name]
+        raw = site.get("unscaled_log_prob")
+        if raw is None:
+            raw = site["unscaled_log_prob"] = _site_log_prob(name, site)
+        return raw
 
     def log_prob_sum_keeping(self, name: str, keep: Tuple[int, ...]) -> torch.Tensor:
         """Site ``name``'s log-prob summed over every dim but ``keep`` (negative dims,

@@ -49,10 +49,7 @@ def brute_log_marginal(model, sites, *args):
         shape, support = sites[name]
         cells = math.prod(shape)
         per_site.append(
-            [
-                torch.tensor(v).reshape(shape)
-                for v in itertools.product(support, repeat=cells)
-            ]
+            [torch.tensor(v).reshape(shape) for v in itertools.product(support, repeat=cells)]
         )
     terms = []
     for values in itertools.product(*per_site):
@@ -461,3 +458,20 @@ def test_trace_elbo_warns_about_unused_enumeration():
     pyro.clear_param_store()
     with pytest.warns(UserWarning, match="does not enumerate"):
         Trace_ELBO().loss(mixture_model, empty_guide, MIX_DATA)
+
+
+def test_sampled_guide_sites_take_tracegraph_baselines():
+    pyro.clear_param_store()
+
+    def guide(x, baseline):
+        qg = pyro.param("qg", torch.tensor([0.6, 0.4]), constraint=constraints.simplex)
+        pyro.sample("g", dist.Categorical(qg), infer={"baseline": baseline})
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    decaying = {"use_decaying_avg_baseline": True, "baseline_beta": 0.5}
+    for _ in range(3):
+        elbo.loss_and_grads(guide_model_model, lambda x: guide(x, decaying), GM_DATA)
+    ((name, average),) = elbo.get_state().items()
+    assert name == "baseline_avg_downstream_cost/g" and average.shape == () and average != 0
+    with pytest.raises(ValueError, match="TraceEnum_ELBO: unknown baseline option 'use_decaying'"):
+        elbo.loss_and_grads(guide_model_model, lambda x: guide(x, {"use_decaying": True}), GM_DATA)
