@@ -24,7 +24,7 @@ from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 from ..poutine.util import max_plate_nesting_of, prune_subsample_sites_
 from ..util import warn_once
-from .enum import EnumLayout, enum_layout, factor_tensors
+from .enum import EnumLayout, enum_layout, factor_tensors, plate_batch_shape
 
 
 def infer_discrete(
@@ -100,7 +100,7 @@ def _site_values(layout: EnumLayout, trace: Trace, samples: Dict) -> Dict[str, t
         site = trace.nodes[name]
         value = site["value"]
         event = tuple(site["fn"].event_shape)
-        batch = tuple(site["fn"].batch_shape)
+        batch = plate_batch_shape(site, window)
         # (K, enumeration dims right of the site's (size 1), plate dims, event)
         tail = tuple(value.shape[value.dim() - window - len(event) :])
         flat = value.reshape((value.shape[0],) + tail)

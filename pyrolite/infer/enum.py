@@ -227,6 +227,17 @@ def _positional_view(labels, present, dims: Dict[object, int], sizes) -> Optiona
     return permutation, shape, (None if full == shape else full)
 
 
+def plate_batch_shape(site: dict, window: int) -> Tuple[int, ...]:
+    """An enumerated run's site's batch shape without the enumeration dims (its parents'):
+    the shape the site has in a run that does not enumerate."""
+    full = tuple(site["fn"].batch_shape)
+    shape = full[len(full) - min(len(full), window) :]
+    deepest = max((-f.dim for f in site["cond_indep_stack"] if f.dim is not None), default=0)
+    while len(shape) > deepest and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def _sample_sites(trace: Trace):
     for name, site in trace.nodes.items():
         if site["type"] == "sample":
@@ -290,4 +301,11 @@ def _describe(label) -> str:
     return label if isinstance(label, str) else f"plate('{label.name}')"
 
 
-__all__ = ["EnumLayout", "config_enumerate", "enum_layout", "factor_tensors", "positional"]
+__all__ = [
+    "EnumLayout",
+    "config_enumerate",
+    "enum_layout",
+    "factor_tensors",
+    "plate_batch_shape",
+    "positional",
+]

@@ -35,7 +35,7 @@ from ..poutine.runtime import Message
 from ..poutine.trace_struct import Trace
 from ..util import warn_once
 from .elbo import ELBO, PARTICLE_PLATE, TracePair, detach, sum_terms
-from .enum import EnumLayout, enum_layout, factor_tensors, positional
+from .enum import EnumLayout, enum_layout, factor_tensors, plate_batch_shape, positional
 from .tracegraph_elbo import BaselineMixin, warn_unused_baselines
 from .util import sum_to_plates
 
@@ -367,7 +367,7 @@ def _marginal(site, layout: EnumLayout, index: int, grad, dist):
         probs = probs.sum(other, keepdim=True)
     probs = probs.movedim(dim, -1)  # (1, ..., plate dims, K)
     plates = probs.shape[-1 - window : -1]
-    batch_shape = tuple(fn.batch_shape)
+    batch_shape = plate_batch_shape(site, window)
     kept = plates[len(plates) - len(batch_shape) :] if batch_shape else ()
     probs = probs.reshape(tuple(kept) + probs.shape[-1:]).expand(batch_shape + probs.shape[-1:])
     logits = probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
