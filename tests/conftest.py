@@ -32,3 +32,12 @@ def _fresh_global_state():
 def device(request):
     """Run the test once on CPU and once on CUDA (when a GPU is present)."""
     return torch.device(request.param)
+
+
+@pytest.fixture
+def float64():
+    """Run the test with float64 as torch's default dtype (exactness checks)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -23,12 +23,7 @@ from pyrolite.ops.indexing import Vindex
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 # --- oracles -----------------------------------------------------------------------------

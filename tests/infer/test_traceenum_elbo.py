@@ -22,13 +22,7 @@ from pyrolite.infer import (
 from pyrolite.ops.indexing import Vindex
 from pyrolite.optim import Adam
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def grads_of(elbo, model, guide, *args, names, lib=pyro):
