@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Optional, Union
 
 import torch
 
+from .distributions.util import check_observation
 from .params import param_store as _param_store
 from .poutine.plate_messenger import PlateMessenger
 from .poutine.runtime import am_i_wrapped, apply_stack, effectful, new_message
@@ -33,6 +34,12 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
     >>> pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
     tensor(0.5000)
     """
+    if not callable(fn):
+        raise TypeError(
+            f"sample('{name}', ...) needs a distribution as its second argument, got "
+            f"{type(fn).__name__} {fn!r}. Pass one, e.g. "
+            f"pyrolite.sample('{name}', dist.Normal(0.0, 1.0))."
+        )
     if obs_mask is not None:
         return _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs)
     if not am_i_wrapped():
@@ -40,6 +47,8 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
         return fn(*args, **kwargs) if obs is None else obs
     if not isinstance(name, str):
         raise TypeError(f"sample site name must be a str, got {type(name).__name__} {name!r}")
+    if isinstance(obs, torch.Tensor):
+        check_observation(name, fn, obs, *args, **kwargs)
     msg = new_message(
         "sample",
         name,
@@ -149,9 +158,21 @@ def factor(name: str, log_factor: torch.Tensor, *, has_rsample: Optional[bool] =
     """Add ``log_factor`` to the log-joint (an observed ``Unit`` site, auxiliary)."""
     from .distributions import Unit
 
-    unit = (
-        Unit(log_factor, has_rsample=has_rsample) if has_rsample is not None else Unit(log_factor)
-    )
+    try:
+        unit = (
+            Unit(log_factor, has_rsample=has_rsample)
+            if has_rsample is not None
+            else Unit(log_factor)
+        )
+    except ValueError as e:
+        # With validation on, torch rejects a NaN log_factor without naming the site.
+        value = torch.as_tensor(log_factor)
+        raise ValueError(
+            f"factor('{name}'): log_factor (shape {tuple(value.shape)}) has "
+            f"{int(torch.isnan(value).sum())} NaN entries; a factor must be a real number "
+            "(-inf for an impossible state). Find where the NaN comes from (log of a "
+            "negative, 0/0, inf - inf), or mask those entries out of the factor."
+        ) from e
     sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True})
 
 

@@ -162,3 +162,49 @@ def compact_view(t: torch.Tensor) -> torch.Tensor:
         if stride == 0 and size > 1:
             t = t.narrow(d, 0, 1)
     return t
+
+
+def check_observation(name: str, fn, obs: torch.Tensor, *args, **kwargs) -> None:
+    """Errors that name the site for observations a distribution cannot score: a bool
+    tensor where the log-prob needs numbers, a tensor on another device than the
+    distribution's parameters. Cheap: a dtype compare and a look at one parameter."""
+    if obs.dtype is torch.bool:
+        _check_bool_observation(name, fn, obs, *args, **kwargs)
+    if obs.dim() == 0 and obs.device.type == "cpu":
+        return  # a CPU scalar mixes with tensors on any device
+    device = param_device(fn)
+    if device is not None and device != obs.device:
+        raise RuntimeError(
+            f"at site '{name}', the observation is on device {obs.device} but the parameters "
+            f"of {type(fn).__name__} are on device {device}. Move one to the other, e.g. "
+            f"obs=data.to('{device}')."
+        )
+
+
+def param_device(fn) -> Optional[torch.device]:
+    """The device of a distribution's first batched tensor parameter (looking through
+    ``base_dist`` wrappers), or None. Reads attributes already set: no lazy property
+    (``probs`` from ``logits``...) is computed."""
+    for _ in range(8):
+        attributes = getattr(fn, "__dict__", None)
+        if attributes is None:
+            return None
+        for value in attributes.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                return value.device
+        fn = attributes.get("base_dist")
+    return None
+
+
+def _check_bool_observation(name: str, fn, obs: torch.Tensor, *args, **kwargs) -> None:
+    # Only bool observations pay for this probe; torch scores some of them (Categorical
+    # casts to long) and fails on others (Bernoulli, Binomial: ``1 - value``).
+    try:
+        with torch.no_grad():
+            fn.log_prob(obs, *args, **kwargs)
+    except (RuntimeError, TypeError) as e:
+        raise TypeError(
+            f"at site '{name}', the observation is a bool tensor (shape {tuple(obs.shape)}), "
+            f"which {type(fn).__name__}.log_prob cannot score ({e}). Pass numbers instead: "
+            "obs=data.float()."
+        ) from e

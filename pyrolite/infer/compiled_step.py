@@ -32,7 +32,7 @@ from ..optim.functional import (
 )
 from ..params.param_store import get_param_store
 from ..poutine.param_leaves_messenger import MissingLeaf, ParamLeavesMessenger
-from ..util import validation_disabled
+from ..util import is_validation_enabled, validation_disabled
 from .elbo import ELBO
 from .step_engine import EagerStep, StepLedger, finish_step, finite_verdict, rejected
 
@@ -122,7 +122,7 @@ def _make_step_fns(elbo: ELBO, model, guide, slots: List[_ParamSlot], stable_upd
     def step_fn(leaves, states, scalars, gate, args, kwargs):
         loss, grads = grads_fn(leaves, args, kwargs)
         with torch.no_grad():
-            applied = finite_verdict(loss, grads, check_grads=stable_update) & gate
+            applied = finite_verdict(loss, grads) & gate
         update_fn(leaves, grads, states, scalars, applied)
         return loss, applied
 
@@ -367,13 +367,16 @@ class CompiledStep:
         if gate is None:
             gate = plan.true
         scalars = plan.scalars_tensor()
+        # torch's checks stay out of the graph; the ELBO's observation checks go in it
+        # (their verdict folds into the loss) when validation is on.
+        svi.elbo.graph_checks = is_validation_enabled()
         with validation_disabled():
             try:
                 if plan.split:
                     loss, grads = plan.grads(plan.leaves, args, kwargs)
                     grads = list(grads)
                     svi.hooks.reduce_grads(grads)
-                    ok = finite_verdict(loss, grads, check_grads=stable_update)
+                    ok = finite_verdict(loss, grads)
                     applied = svi.hooks.agree(ok) & gate
                     plan.update(plan.leaves, grads, plan.states, scalars, applied)
                 else:

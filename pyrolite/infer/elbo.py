@@ -21,6 +21,7 @@ variants come from ``jit_elbo.jit_variant``; SVI's step engines call
 ``loss_and_surrogate`` and ``after_update``.
 """
 
+import math
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Tuple
 
@@ -39,9 +40,10 @@ from ..util import (
     is_validation_enabled,
     set_rng_state,
     validation_disabled,
+    validation_enabled,
     warn_once,
 )
-from .util import check_model_guide_match
+from .util import check_model_guide_match, observation_check
 
 PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -158,6 +160,13 @@ class ELBO:
         self._validated: set = set()
         self._last_key: Optional[tuple] = None
         self._trusting = False  # inside an estimate that skips the checks of a known structure
+        # Observations checked on the device in estimates of a known structure: this
+        # estimate's (site, value, bool tensor), and the values already found valid.
+        self._checks: List[Tuple[int, str, torch.Tensor, Tuple[str, str], torch.Tensor]] = []
+        # Set by the Jit* variants while they trace with validation on: put the observation
+        # checks in the graph (the tracer itself runs with validation off).
+        self.graph_checks = False
+        self._checked: Dict[Tuple[int, str], Tuple[torch.Tensor, int]] = {}
         self._plans: Dict[Hashable, Any] = {}
         # State kept between steps, the values the latest estimate proposes for it, and
         # (inside a compiled graph) the graph's inputs standing for it.
@@ -220,6 +229,8 @@ class ELBO:
         keeps its old value where it is False). ``loss_and_grads`` and ``ELBOModule``
         call it themselves. Overrides must call this one.
         """
+        if applied is None:
+            self.commit_checks()
         pending = self.take_pending()
         if not pending:
             return
@@ -382,9 +393,108 @@ class ELBO:
         pair = self.run_pair(model, guide, args, kwargs)
         if is_validation_enabled():
             self._validate(*pair)
-        elif self._trusting and _names_key(*pair) not in self._validated:
-            raise _StructureChanged
+            if torch.jit.is_tracing() or torch.compiler.is_compiling():
+                self._check_observations(*pair)  # the graph will run on new values
+        elif self._trusting:
+            if _names_key(*pair) not in self._validated:
+                raise _StructureChanged
+            self._check_observations(*pair)
+        elif self.graph_checks and (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self._check_observations(*pair)  # a graph traced with validation off around it
         return pair
+
+    def _check_observations(self, model_trace: Trace, guide_trace: Trace) -> None:
+        """Validation on every step, kept cheap: each observed value not checked before
+        (a new tensor, or one changed in place) gets its shape checked against its plates
+        now (shapes are known on the host) and its support checked on the device; the
+        verdict is folded into the loss (see :meth:`loss_and_surrogate`), so it travels with
+        the one host transfer a step makes. Inside a compiled graph every observation is
+        checked (the graph runs on new values each call)."""
+        compiled = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        nesting = None if self.max_plate_nesting == float("inf") else int(self.max_plate_nesting)
+        if nesting is not None and self.vectorized:
+            nesting += 1
+        for side, trace in enumerate((model_trace, guide_trace)):
+            for name, site in trace.nodes.items():
+                if site["type"] != "sample" or not site["is_observed"]:
+                    continue
+                value = site["value"]
+                if not isinstance(value, torch.Tensor):
+                    continue
+                seen = self._checked.get((side, name))
+                if not compiled and seen is not None:
+                    if seen[0] is value and seen[1] == value._version:
+                        continue
+                # (a compiled graph's shapes were checked when it was made)
+                ok = observation_check(site, nesting, shapes=not compiled)
+                if ok is not None:
+                    # names and the value only: a compiled graph may not keep its tensors
+                    support = type(getattr(site["fn"], "support", None)).__name__.lstrip("_")
+                    described = (type(site["fn"]).__name__, support)
+                    self._checks.append((side, name, value, described, ok))
+
+    def _fold_checks(self, loss):
+        """The loss, NaN where an observation check of this estimate failed (so the step's
+        finite verdict rejects it and the step is not applied)."""
+        if not self._checks or not isinstance(loss, torch.Tensor):
+            return loss
+        verdict = self._checks[0][-1]
+        for *_, ok in self._checks[1:]:
+            verdict = verdict & ok
+        loss = loss.detach()  # a value only: the surrogate carries the gradient
+        return torch.where(verdict, loss, torch.full_like(loss, float("nan")))
+
+    def validation_failure(self) -> Optional[str]:
+        """Why the latest estimate's observation checks failed (reads them on the host: the
+        error path only), or None if they passed or there were none."""
+        for _, name, value, (family, support), ok in self._checks:
+            if not bool(ok):
+                return (
+                    f"site '{name}': the observation (shape {tuple(value.shape)}, dtype "
+                    f"{value.dtype}) is outside the support of {family} ({support}). Fix "
+                    "the data, or choose a distribution whose support contains it."
+                )
+        return None
+
+    def find_invalid(self, model, guide, args, kwargs) -> Optional[str]:
+        """One estimate with every check on (torch's argument and support validation, the
+        site shapes), no gradients, the RNG and state as they were: what it raises, as a
+        message, or None. For naming the culprit of a step whose checks ran inside a
+        compiled graph."""
+        state = get_rng_state()
+        saved = self._validated, self._last_key, self._pending, self._checks
+        self._validated, self._last_key = set(), None
+        try:
+            with torch.no_grad(), BlockMessenger(), validation_enabled():
+                ELBO.loss_and_surrogate(self, model, guide, args, kwargs)
+        except ValueError as e:
+            return str(e)
+        except Exception:  # noqa: BLE001 - diagnosis is best effort
+            return None
+        finally:
+            self._validated, self._last_key, self._pending, self._checks = saved
+            set_rng_state(state)
+        return None
+
+    def drop_checks(self) -> None:
+        """Forget the latest estimate's observation checks (a compiled graph's are stale)."""
+        self._checks = []
+
+    def raise_if_invalid(self) -> None:
+        """Raise the latest estimate's observation-check failure, if any (one host read of
+        the checks; none when there were none)."""
+        if self._checks:
+            failure = self.validation_failure()
+            if failure is not None:
+                self._checks = []
+                raise ValueError(f"{type(self).__name__}: {failure}")
+
+    def commit_checks(self) -> None:
+        """Remember the latest estimate's checked observations as valid (after a step that
+        was applied, so known to have passed)."""
+        for side, name, value, _, _ in self._checks:
+            self._checked[(side, name)] = (value, value._version)
+        self._checks = []
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs) -> int:
         with torch.no_grad(), BlockMessenger():
@@ -442,16 +552,19 @@ class ELBO:
         traced to its site), and a changed structure is estimated again with checks on.
         """
         self._pending = {}
+        self._checks = []
         if is_validation_enabled() and self._last_key in self._validated:
             self._trusting = True
             try:
                 with validation_disabled():
-                    return self._estimate(model, guide, args, kwargs)
+                    loss, surrogate = self._estimate(model, guide, args, kwargs)
+                return self._fold_checks(loss), surrogate
             except _StructureChanged:
-                pass
+                self._checks = []
             finally:
                 self._trusting = False
-        return self._estimate(model, guide, args, kwargs)
+        loss, surrogate = self._estimate(model, guide, args, kwargs)
+        return self._fold_checks(loss), surrogate
 
     def _estimate(self, model: Callable, guide: Callable, args, kwargs):
         results = [self._particle_of(*pair) for pair in self.get_traces(model, guide, args, kwargs)]
@@ -490,7 +603,12 @@ class ELBO:
         with torch.no_grad():
             loss, _ = self.loss_and_surrogate(model, guide, args, kwargs)
         self._pending = {}
-        return float(loss)
+        self.raise_if_invalid()
+        self.commit_checks()
+        loss = float(loss)
+        if math.isnan(loss):
+            self._raise_invalid(model, guide, args, kwargs)
+        return loss
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """-ELBO estimate; accumulates the gradient estimate into the params' ``.grad``.
@@ -500,8 +618,19 @@ class ELBO:
         commits the state only once the step is applied.
         """
         loss = self.backward(model, guide, args, kwargs)
+        self.raise_if_invalid()
+        if math.isnan(float(loss)):
+            self._pending = {}
+            self._raise_invalid(model, guide, args, kwargs)
         self.after_update(None)
         return float(loss)
+
+    def _raise_invalid(self, model, guide, args, kwargs) -> None:
+        """A NaN estimate: raise the validation error behind it, if there is one."""
+        if is_validation_enabled():
+            failure = self.find_invalid(model, guide, args, kwargs)
+            if failure is not None:
+                raise ValueError(failure)
 
     def backward(self, model, guide, args, kwargs) -> torch.Tensor:
         """Backpropagate the surrogate; return the detached loss tensor (no host sync)."""

@@ -8,6 +8,7 @@ The variant compiles the estimator's ``loss_and_surrogate`` (per model/guide pai
 from typing import Callable, Dict, Tuple
 
 from ..ops.jit import CompiledFunction, trace
+from ..util import is_validation_enabled
 from .elbo import ELBO
 
 
@@ -43,6 +44,7 @@ class JitMixin:
         if compiled is None:
             compiled = compiled_fns[pair] = self._compile_pair(model, guide, one_by_one)
         state = (self.state_tensors(),) if self.keeps_state else ()
+        self.graph_checks = is_validation_enabled()  # a graph traced now checks observations
         if one_by_one:
             # One graph per particle, called once per particle: a graph of all particles
             # grows with their number, and TorchScript takes minutes over a long one.
@@ -55,8 +57,10 @@ class JitMixin:
             result = loss, surrogate
         else:
             result = compiled(*args, **kwargs)
-        # The traces of the tracing run are stale after it; don't report from them.
+        # The traces (and observation checks) of the tracing run are stale after it.
         self.last_traces = None
+        if compiled.compile_count:
+            self.drop_checks()
         return result
 
     def _compile_pair(self, model, guide, one_by_one: bool) -> CompiledFunction:

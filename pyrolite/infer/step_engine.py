@@ -12,7 +12,9 @@ data-parallel SVI); ``StepLedger`` lets ``fit`` read each step's verdict per bat
 of steps instead of per step, with the same "nothing applied" guarantee.
 """
 
-import math
+import signal
+import threading
+from contextlib import contextmanager
 from typing import List, Optional
 
 import numpy as np
@@ -48,14 +50,47 @@ class StepHooks:
         return type(self).agree is not StepHooks.agree
 
 
-def finite_verdict(loss: torch.Tensor, grads, check_grads: bool) -> torch.Tensor:
-    """A bool tensor: the loss (and, if ``check_grads``, every gradient) is finite."""
+def finite_verdict(loss: torch.Tensor, grads, check_grads: bool = True) -> torch.Tensor:
+    """A bool tensor: the loss and every gradient are finite (a finite loss can have a NaN
+    or infinite gradient, e.g. ``sqrt`` at 0: such a step must not be applied either)."""
     ok = torch.isfinite(loss).all()
     if check_grads:
         for g in grads:
             if g is not None:
                 ok = ok & torch.isfinite(g).all()
     return ok
+
+
+def nonfinite_grads(names: List[str], grads) -> List[str]:
+    """The names of the params whose gradients are not finite (reads them on the host: for
+    the error path only)."""
+    return [n for n, g in zip(names, grads) if g is not None and not bool(torch.isfinite(g).all())]
+
+
+@contextmanager
+def applied_whole():
+    """Hold back Ctrl-C (SIGINT) until the block ends, so an interrupt cannot leave a step
+    half-applied (one optimizer's params updated and the next one's not); it is raised
+    once the step is complete. Outside the main thread (no signal handlers there) the block
+    runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    except (ValueError, OSError):  # no signals here (e.g. an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, received[0])
+            else:
+                raise KeyboardInterrupt
 
 
 class StepLedger:
@@ -126,7 +161,7 @@ class StepLedger:
         later = sum(deferred[first:])
         svi.step_count -= later
         self._done.append(values[:first])
-        raise FloatingPointError(svi.describe_nonfinite(float(values[first])))
+        raise svi.nonfinite_error(float(values[first]))
 
     def take(self) -> np.ndarray:
         """The losses resolved since the last call."""
@@ -135,13 +170,16 @@ class StepLedger:
         return done
 
 
-def rejected(svi, loss, ok, stable_update: bool, ledger: Optional[StepLedger]) -> bool:
+def rejected(
+    svi, loss, ok, stable_update: bool, ledger: Optional[StepLedger], bad_grads=None
+) -> bool:
     """Act on a step read on the host as not finite: skip it (True) under
-    ``stable_update``, else raise naming the culprit. False for a finite step."""
+    ``stable_update``, else raise naming the culprit (``bad_grads``: the params whose
+    gradients are not finite, where known). False for a finite step."""
     if bool(ok):
         return False
     if not stable_update:
-        raise FloatingPointError(svi.describe_nonfinite(loss.item()))
+        raise svi.nonfinite_error(loss.item(), bad_grads)
     svi.skipped_steps += 1
     if ledger is not None:
         ledger.record(loss, None)
@@ -179,27 +217,32 @@ class EagerStep:
         try:
             with self.reads:
                 loss = svi.backward(*args, **kwargs)
-            params = [p for p in store.leaves(self.reads.names) if p is not None]
+            named = [(n, p) for n, p in zip(self.reads.names, store.leaves(self.reads.names))]
+            named = [(n, p) for n, p in named if p is not None]
+            params = [p for _, p in named]
             grads = [p.grad for p in params]
             if svi.hooks.reduces_grads:
                 svi.hooks.reduce_grads(grads)
+            ok = svi.hooks.agree(finite_verdict(loss, grads))
             if ledger is None and not stable_update and not svi.hooks.agrees:
-                # Read now anyway (step() returns the loss): no device-side verdict needed.
-                ok = math.isfinite(loss.item())
-            else:
-                ok = svi.hooks.agree(finite_verdict(loss, grads, check_grads=stable_update))
+                # step() reads the loss now anyway: read the verdict with it, in one transfer.
+                both = torch.stack([loss.detach().reshape(()).double(), ok.double()]).cpu()
+                loss, ok = both[0], bool(both[1])
             if ledger is not None:
                 if svi.optim.can_mask(params):
                     applied = ledger.admit(ok)
-                    svi.optim.step_unless(params, ~applied)
-                    return finish_step(svi, loss, applied, ledger)
+                    with applied_whole():
+                        svi.optim.step_unless(params, ~applied)
+                        return finish_step(svi, loss, applied, ledger)
                 # This step cannot be masked on the device: settle the pending ones first,
                 # so that it is never applied after a step that failed.
                 ledger.resolve(svi)
-            if rejected(svi, loss, ok, stable_update, ledger):
+            bad = None if bool(ok) else nonfinite_grads([n for n, _ in named], grads)
+            if rejected(svi, loss, ok, stable_update, ledger, bad):
                 return loss
-            svi.optim(params)
-            return finish_step(svi, loss, None, ledger)
+            with applied_whole():
+                svi.optim(params)
+                return finish_step(svi, loss, None, ledger)
         finally:
             if not params:
                 params = [p for p in store.leaves(self.reads.names) if p is not None]

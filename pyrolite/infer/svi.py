@@ -5,7 +5,8 @@ are handed to the optimizer, and their grads are cleared. A step that fails (an
 exception, or a non-finite loss) leaves the ParamStore and optimizer untouched.
 """
 
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
+import math
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,12 +15,13 @@ from ..optim import PyroOptim
 from ..params.param_store import get_param_store
 from ..params.serialization import load_weights_only, save_atomic
 from ..poutine.block_messenger import BlockMessenger
+from ..poutine.param_reads_messenger import ParamReadsMessenger
 from ..poutine.trace_messenger import run_traced
-from ..util import get_rng_state, set_rng_state, validation_disabled
+from ..util import get_rng_state, is_validation_enabled, set_rng_state, validation_disabled
 from .abstract_infer import TracePosterior
 from .compiled_step import CompiledStep
 from .elbo import ELBO
-from .step_engine import EagerStep, StepHooks, StepLedger
+from .step_engine import EagerStep, StepHooks, StepLedger, nonfinite_grads
 
 CHECKPOINT_FORMAT = "pyrolite.svi.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -179,8 +181,36 @@ class SVI(TracePosterior):
         finally:
             self._step_args = None
 
-    def describe_nonfinite(self, loss: float) -> str:
-        """Why the latest step's loss is not finite: the first param or site that is not."""
+    def nonfinite_error(self, loss: float, bad_grads: Optional[List[str]] = None) -> Exception:
+        """The error for a step that was not applied: a ``ValueError`` naming the site where
+        an observation check failed (the checks fold a failure into the loss as NaN), else
+        a ``FloatingPointError`` naming the non-finite param, site or gradients."""
+        if math.isnan(loss) and self.elbo is not None and is_validation_enabled():
+            failure = self.elbo.validation_failure()
+            if failure is None and self._step_args:
+                failure = self.elbo.find_invalid(self.model, self.guide, *self._step_args)
+            if failure is not None:
+                return ValueError(
+                    f"SVI step {self.step_count}: {failure} The step was not applied, so "
+                    "params and optimizer state are unchanged."
+                )
+        return FloatingPointError(self.describe_nonfinite(loss, bad_grads))
+
+    def describe_nonfinite(self, loss: float, bad_grads: Optional[List[str]] = None) -> str:
+        """Why the latest step was not finite: the first param or site that is not, or (a
+        finite loss) the params whose gradients are not (``bad_grads`` where the step knows
+        them, else found by one eager re-run)."""
+        if math.isfinite(loss):
+            if bad_grads is None and self.elbo is not None and self._step_args:
+                bad_grads = self._eager_nonfinite_grads(*self._step_args)
+            names = ", ".join(f"'{n}'" for n in bad_grads) if bad_grads else "some params"
+            return (
+                f"SVI step {self.step_count}: the loss is finite ({loss}) but the gradients "
+                f"of {names} are not (NaN or infinite). The step was not applied, so params "
+                "and optimizer state are unchanged. Fixes: look for a log, sqrt or division "
+                "at 0 (e.g. torch.where(a > 0, a.log(), a) still differentiates a.log() at "
+                "a = 0), clamp inputs, or pass stable_update=True to fit() to skip such steps."
+            )
         store = get_param_store()
         culprit = None
         for name in self._eager.param_names:
@@ -215,6 +245,24 @@ class SVI(TracePosterior):
             "rate, constrain scales (constraint=constraints.positive), check the data, or pass "
             "stable_update=True to fit() to skip such steps."
         )
+
+    def _eager_nonfinite_grads(self, args, kwargs) -> Optional[List[str]]:
+        """The params whose gradients are not finite, from one eager re-run (the RNG state
+        restored afterwards); None where the re-run fails."""
+        state = get_rng_state()
+        try:
+            with validation_disabled(), ParamReadsMessenger() as reads:
+                loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
+            names = list(reads.names)
+            leaves = get_param_store().leaves(names)
+            pairs = [(n, p) for n, p in zip(names, leaves) if p is not None]
+            grads = torch.autograd.grad(loss, [p for _, p in pairs], allow_unused=True)
+            return nonfinite_grads([n for n, _ in pairs], grads)
+        except Exception:  # noqa: BLE001 - diagnosis is best effort; the error stands
+            return None
+        finally:
+            self.elbo.take_pending()  # the re-run's proposals are not a step's
+            set_rng_state(state)
 
     def _eager_traces(self, args, kwargs):
         state = get_rng_state()
@@ -315,6 +363,9 @@ class SVI(TracePosterior):
         }
 
     def set_state(self, state: Dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` result. Every tensor is checked first (params, and
+        optimizer state against the params it will step: shape, dtype, device); a bad state
+        raises ``ValueError`` and leaves params, optimizer, ELBO state and RNG unchanged."""
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 "not a pyrolite SVI checkpoint (expected a dict with format="
@@ -326,27 +377,45 @@ class SVI(TracePosterior):
         missing = {"step", "param_store", "optim", "rng"} - set(state)
         if missing:
             raise ValueError(f"SVI checkpoint is missing {sorted(missing)}")
+        step = state["step"]
+        if isinstance(step, torch.Tensor) and step.numel() == 1 and not step.is_floating_point():
+            step = step.item()
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"SVI checkpoint: 'step' must be an int >= 0, got {step!r}")
         elbo_state = state.get("elbo", {})  # absent from checkpoints of older versions
         if elbo_state and self.elbo is None:
             raise ValueError("the checkpoint holds ELBO state, but this SVI's loss is no ELBO")
         store = get_param_store()
+        incoming = store.parse_state(state["param_store"])
+        leaves = {name: store.unconstrained(name) for name in store.keys()}
+        self.optim.check_state(state["optim"], {**leaves, **incoming})
+        saved_rng = get_rng_state()
+        try:
+            set_rng_state(state["rng"])
+        except Exception as e:
+            set_rng_state(saved_rng)
+            raise ValueError(f"SVI checkpoint: invalid RNG state ({type(e).__name__}: {e})") from e
         saved_params = store.get_state()
         saved_optim = self.optim.get_state()
         saved_elbo = self.elbo.get_state() if self.elbo is not None else {}
+        if self.elbo is not None:
+            try:
+                self.elbo.set_state(elbo_state)  # checks everything before changing anything
+            except Exception:
+                set_rng_state(saved_rng)
+                raise
         try:
             store.set_state(state["param_store"])
             self.optim.set_state(state["optim"])
-            if self.elbo is not None:
-                self.elbo.set_state(elbo_state)
-            set_rng_state(state["rng"])
         except Exception:
             store.clear()
             store.set_state(saved_params)
             self.optim.set_state(saved_optim)
             if self.elbo is not None:
                 self.elbo.set_state(saved_elbo)
+            set_rng_state(saved_rng)
             raise
-        self.step_count = int(state["step"])
+        self.step_count = step
 
     def save(self, path) -> None:
         """Write the whole training state to ``path`` atomically (one file)."""
@@ -355,4 +424,7 @@ class SVI(TracePosterior):
     def load(self, path, map_location=None) -> None:
         """Restore a state written by ``save``; never executes code from the file."""
         state = load_weights_only(path, map_location=map_location, expected="an SVI checkpoint")
-        self.set_state(state)
+        try:
+            self.set_state(state)
+        except Exception as e:  # noqa: BLE001 - whatever a tampered file holds, name the file
+            raise ValueError(f"cannot load SVI checkpoint {str(path)!r}: {e}") from e

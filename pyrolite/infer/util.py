@@ -8,6 +8,7 @@ import torch
 from ..distributions import Delta
 from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
+from ..poutine.util import check_site_shape
 from ..util import warn_once
 
 
@@ -56,6 +57,41 @@ def plate_cost(
     if cache is not None:
         cache[key] = total
     return total
+
+
+def observation_check(
+    site: dict, max_plate_nesting: Optional[int], shapes: bool = True
+) -> Optional[torch.Tensor]:
+    """Check an observed site now: its log-prob's shape against its plates (on the host,
+    raising a named error; from the shapes alone, no log-prob needed), and its value
+    against the distribution's support, as a 0-dim bool tensor left on the device (None
+    where the distribution has no support to check)."""
+    fn, value = site["fn"], site["value"]
+    if shapes:
+        _check_observation_shape(site, max_plate_nesting)
+    support = getattr(fn, "support", None)
+    if support is None:
+        return None
+    try:
+        ok = support.check(value)
+    except Exception:  # noqa: BLE001 - a support that cannot check this value says nothing
+        return None
+    return ok.all() if isinstance(ok, torch.Tensor) else None
+
+
+def _check_observation_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
+    fn, value = site["fn"], site["value"]
+    event = len(getattr(fn, "event_shape", ()))
+    batch = tuple(value.shape[: max(value.dim() - event, 0)])
+    try:
+        shape = torch.broadcast_shapes(batch, tuple(getattr(fn, "batch_shape", ())))
+    except RuntimeError:
+        raise ValueError(
+            f"site '{site['name']}': the observation's batch shape {batch} does not broadcast "
+            f"with the distribution's batch shape {tuple(fn.batch_shape)}"
+        ) from None
+    standin = {**site, "unscaled_log_prob": torch.empty(shape, device="meta")}
+    check_site_shape(standin, max_plate_nesting)
 
 
 def site_shape(site: dict) -> Tuple[int, ...]:

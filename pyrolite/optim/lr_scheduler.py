@@ -99,6 +99,10 @@ class PyroLRScheduler(PyroOptim):
                 scheduler.load_state_dict(_snapshot(first.extra))
             self._scheduler_of[optimizer] = scheduler
 
+    @staticmethod
+    def _torch_state(entry: Dict[str, Any]) -> Dict[str, Any]:
+        return entry["optimizer"]
+
     def _param_state(self, param) -> Dict[str, Any]:
         optimizer = self._optimizer_of[param]
         return {

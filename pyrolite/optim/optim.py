@@ -32,6 +32,12 @@ def _param_name(param: torch.Tensor) -> Optional[str]:
     return get_param_store().param_name(param)
 
 
+def _store_clear_count() -> int:
+    from pyrolite.params.param_store import get_param_store
+
+    return get_param_store().clear_count
+
+
 def _positional_arity(fn: Callable) -> int:
     try:
         signature = inspect.signature(fn)
@@ -104,8 +110,88 @@ def _check_optimizer_state(name: str, entry: Any) -> None:
         problem = f"expected exactly one param group, got {len(entry['param_groups'])}"
     elif len(entry["param_groups"][0].get("params", ())) != 1:
         problem = "expected a param group holding exactly one parameter"
+    elif list(entry["param_groups"][0]["params"]) != [0] or any(k != 0 for k in entry["state"]):
+        problem = "expected the state of parameter index 0 only"
+    elif not all(isinstance(v, dict) for v in entry["state"].values()):
+        problem = "expected the parameter's state to be a dict"
     if problem is not None:
         raise ValueError(f"invalid optimizer state for param {name!r}: {problem}")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a restored hyperparameter has the type of the optimizer's default."""
+    if isinstance(default, bool) or default is None:
+        return value is None or isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        if isinstance(value, torch.Tensor):
+            return value.dim() == 0 and value.is_floating_point()
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == len(default)
+            and all(_same_kind(v, d) for v, d in zip(value, default))
+        )
+    return True
+
+
+def _checked_state(
+    where: str, param: torch.Tensor, state: Dict[str, Any], reference: Optional[Dict[str, Any]]
+) -> Dict[str, Any]:
+    """``state`` with each tensor checked against ``reference`` (what a fresh optimizer
+    keeps): same keys, shapes, dtypes and devices; 0-dim counters are cast to the
+    reference's dtype and device. Without a reference only tensor layouts are checked."""
+    if reference is not None:
+        missing = sorted(map(str, set(reference) - set(state)))
+        extra = sorted(map(str, set(state) - set(reference)))
+        if missing or extra:
+            raise ValueError(
+                f"saved {where}: keys {sorted(map(str, state))} do not match the keys "
+                f"{sorted(map(str, reference))} it keeps (missing {missing}, unexpected {extra})"
+            )
+    checked = {}
+    for key, value in state.items():
+        want = None if reference is None else reference[key]
+        if isinstance(value, torch.Tensor):
+            if value.layout != torch.strided or value.device.type == "meta":
+                raise ValueError(
+                    f"saved {where}: {key!r} is a {value.layout} tensor on {value.device}; "
+                    "expected a dense tensor with data"
+                )
+            value = value.detach()
+            if not value.is_contiguous():
+                value = value.clone(memory_format=torch.contiguous_format)
+        if isinstance(want, torch.Tensor):
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(
+                    f"saved {where}: {key!r} is a {type(value).__name__}, expected a tensor "
+                    f"of shape {tuple(want.shape)}"
+                )
+            if value.shape != want.shape:
+                raise ValueError(
+                    f"saved {where}: {key!r} has shape {tuple(value.shape)}, but the param has "
+                    f"shape {tuple(param.shape)} and needs {key!r} of shape "
+                    f"{tuple(want.shape)}; the checkpoint was tampered with or is from another "
+                    "model"
+                )
+            if want.dim() == 0 and not (value.is_complex() or value.dtype == torch.bool):
+                value = value.to(dtype=want.dtype, device=want.device)
+            elif value.dtype != want.dtype or value.device != want.device:
+                raise ValueError(
+                    f"saved {where}: {key!r} has dtype {value.dtype} on {value.device}, but "
+                    f"needs dtype {want.dtype} on {want.device} (the param's)"
+                )
+        elif isinstance(want, (int, float)) and not isinstance(want, bool):
+            if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dim() == 0:
+                value = value.item()
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(
+                    f"saved {where}: {key!r} is {type(value).__name__}, expected a number"
+                )
+        elif want is None and reference is not None and value is not None:
+            raise ValueError(f"saved {where}: {key!r} should be None, got {type(value).__name__}")
+        checked[key] = value
+    return checked
 
 
 class _Arrival:
@@ -184,6 +270,7 @@ class PyroOptim:
         self._clip_of: Dict[torch.Tensor, Tuple[Optional[float], Optional[float]]] = {}
         # state from set_state/load, consumed when its parameter is first seen
         self._state_waiting_to_be_consumed: Dict[str, Any] = {}
+        self._clears_seen = _store_clear_count()
 
     # ----------------------------------------------------------------- stepping
 
@@ -228,6 +315,7 @@ class PyroOptim:
         # Prepare every new parameter first, so a bad restored state raises before anything
         # is changed.
         arrivals = [self._prepare(p) for p in params]
+        self._drop_replaced({a.name for a in arrivals if a.name is not None})
         self._place(arrivals)
         for a in arrivals:
             self._name_of[a.param] = a.name
@@ -235,6 +323,21 @@ class PyroOptim:
                 self._clip_of[a.param] = a.clip
             if a.name is not None:
                 self._state_waiting_to_be_consumed.pop(a.name, None)
+
+    def _drop_replaced(self, arriving: set) -> None:
+        """Forget the tensors the ParamStore no longer holds under their name (cleared by
+        ``clear_param_store()``, or replaced by a new tensor of that name): their state
+        would otherwise live as long as this optimizer. Runs only when params arrive."""
+        from pyrolite.params.param_store import get_param_store
+
+        store = get_param_store()
+        cleared = store.clear_count != self._clears_seen
+        self._clears_seen = store.clear_count
+        if not (cleared or any(n in arriving for n in self._name_of.values())):
+            return
+        for p, name in list(self._name_of.items()):
+            if name is not None and (cleared or name in arriving) and store.param_name(p) != name:
+                self._forget(p)
 
     def _prepare(self, param: torch.Tensor) -> _Arrival:
         name = _param_name(param)
@@ -260,27 +363,79 @@ class PyroOptim:
         arrival.settings, arrival.state = self._cast_optimizer_state(arrival, saved)
 
     def _cast_optimizer_state(self, arrival: _Arrival, saved: Dict[str, Any]):
+        return self._fit_state(arrival.name, arrival.param, arrival.args, saved)
+
+    def _fit_state(self, name: Optional[str], param: torch.Tensor, args, saved: Dict[str, Any]):
         """Load a one-parameter state_dict through a scratch optimizer, which casts the state
-        to the parameter's device and dtype and fills settings added by newer torch."""
-        param = arrival.param
-        scratch = self.pt_optim_constructor([param], **arrival.args)
-        needed = set(_group_settings(scratch.param_groups[0]))
+        to the parameter's device and dtype and fills settings added by newer torch; then
+        check every state tensor against the one a fresh optimizer keeps for ``param``
+        (fused kernels read state unchecked: a wrong shape crashes the process)."""
+        scratch = self.pt_optim_constructor([param], **args)
+        fresh = _group_settings(scratch.param_groups[0])
+        needed = set(fresh)
         try:
             scratch.load_state_dict(saved)
-        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
             raise ValueError(
-                f"saved optimizer state for param {arrival.name!r} does not fit "
+                f"saved optimizer state for param {name!r} does not fit "
                 f"{type(scratch).__name__} on a tensor of shape {tuple(param.shape)}: {e}"
             ) from e
         settings = _group_settings(scratch.param_groups[0])
         missing = sorted(needed - set(settings))
         if missing:
             raise ValueError(
-                f"saved optimizer state for param {arrival.name!r} lacks {missing}, which "
+                f"saved optimizer state for param {name!r} lacks {missing}, which "
                 f"{type(scratch).__name__} needs; was it saved from a different optimizer?"
             )
+        for key, default in fresh.items():
+            if not _same_kind(settings[key], default):
+                raise ValueError(
+                    f"saved optimizer state for param {name!r}: setting {key!r} is "
+                    f"{settings[key]!r}, but {type(scratch).__name__} needs a value like "
+                    f"{default!r}"
+                )
         state = scratch.state.get(param)
-        return settings, (dict(state) if state else None)
+        if not state:
+            return settings, None
+        reference = self._reference_state(param, args, settings)
+        where = f"{type(scratch).__name__} state for param {name!r}"
+        return settings, _checked_state(where, param, dict(state), reference)
+
+    def _reference_state(self, param: torch.Tensor, args, settings) -> Optional[Dict[str, Any]]:
+        """The state a fresh optimizer with ``settings`` keeps for ``param`` after one step
+        (None where one cannot be taken without a closure or a sparse gradient: LBFGS)."""
+        standin = torch.zeros_like(param, memory_format=torch.contiguous_format)
+        standin.requires_grad_()
+        try:
+            optimizer = self.pt_optim_constructor(
+                [{**settings, "params": [standin]}], **_with_fused_default(self, args, standin)
+            )
+            standin.grad = torch.zeros_like(standin)
+            optimizer.step()
+        except Exception:  # noqa: BLE001 - no reference: only the generic checks apply
+            return None
+        return dict(optimizer.state.get(standin) or {})
+
+    def check_state(self, state_dict: Any, params: Dict[str, torch.Tensor]) -> None:
+        """Check state for :meth:`set_state` against the tensors it will step, changing
+        nothing: ``params`` maps names to unconstrained tensors (shape, dtype, device); an
+        entry whose param is not given is checked when the param is first seen."""
+        self._check_state(state_dict)
+        for name, entry in state_dict.items():
+            param = params.get(name)
+            if param is None:
+                continue
+            if callable(self.pt_optim_args):
+                args = _call_per_param(self.pt_optim_args, self._optim_arity, name, "optim_args")
+            else:
+                args = self.pt_optim_args
+            standin = torch.zeros_like(param.detach(), memory_format=torch.contiguous_format)
+            self._fit_state(name, standin.requires_grad_(), args, self._torch_state(entry))
+
+    @staticmethod
+    def _torch_state(entry: Dict[str, Any]) -> Dict[str, Any]:
+        """The torch optimizer state_dict inside a saved entry (a scheduler nests it)."""
+        return entry
 
     def _place(self, arrivals: List[_Arrival]) -> None:
         for a in arrivals:

@@ -37,13 +37,19 @@ StateDict = Dict[str, Dict[str, Any]]
 class _Entry:
     """One param: its leaf, its constraint, and the cached leaf -> constrained transform."""
 
-    __slots__ = ("leaf", "constraint", "transform", "ref")
+    __slots__ = ("leaf", "constraint", "transform", "ref", "shape", "loaded")
 
-    def __init__(self, leaf: torch.Tensor, constraint, transform: Optional[Transform]):
+    def __init__(
+        self, leaf: torch.Tensor, constraint, transform: Optional[Transform], loaded: bool
+    ):
         self.leaf = leaf
         self.constraint = constraint
         self.transform = transform  # None when the transform is the identity
         self.ref = weakref.ref(leaf)  # Pyro exposes it as ``constrained.unconstrained``
+        self.shape = _constrained_shape(leaf, transform)  # None where it cannot be told
+        # Built from a saved state and not yet bound to a module's own tensor (see
+        # ``get_param``): a module registered after a load adopts the loaded values.
+        self.loaded = loaded
 
 
 class ParamStoreDict:
@@ -83,6 +89,13 @@ class ParamStoreDict:
         the stored constraint (``constraints.real`` for a new param); an explicit one
         must match the stored one. ``event_dim`` is accepted for Pyro and ignored.
 
+        An init tensor whose shape, dtype or device differs from the existing param's
+        raises ``ValueError``
+        (Pyro silently returns the old param): delete the param first
+        (``del store[name]``) or assign it (``store[name] = value``) to replace it. An
+        ``nn.Parameter`` init (``pyro.module``) meeting a param loaded from a checkpoint
+        takes the loaded values in place and becomes the param, so the module trains on.
+
         >>> store = ParamStoreDict()
         >>> store.get_param("p", lambda: torch.tensor(0.25), constraints.unit_interval)
         tensor(0.2500, grad_fn=<ClampBackward1>)
@@ -94,6 +107,18 @@ class ParamStoreDict:
             return self._create(name, init_tensor, constraint)
         if constraint is not None and constraint is not entry.constraint:
             self._check_redeclared(name, entry.constraint, constraint)
+        if isinstance(init_tensor, torch.Tensor):
+            leaf = entry.leaf
+            if (
+                (entry.shape is not None and init_tensor.shape != entry.shape)
+                or init_tensor.dtype != leaf.dtype
+                or init_tensor.device != leaf.device
+            ):
+                self._raise_reshaped(name, entry, init_tensor)
+            if entry.loaded and init_tensor is not entry.leaf:
+                bound = self._bind_loaded(name, entry, init_tensor)
+                if bound is not None:
+                    return bound
         transform = entry.transform
         if transform is None:
             return entry.leaf
@@ -341,7 +366,12 @@ class ParamStoreDict:
         the store as it was. Constraints may be encoded or ``Constraint`` objects.
         """
         for args in self._parse_state(state, copy=True):
-            self._install(*args)
+            self._install(*args, loaded=True)
+
+    def parse_state(self, state: StateDict) -> Dict[str, torch.Tensor]:
+        """Check ``state`` as :meth:`set_state` would, changing nothing: the unconstrained
+        tensors it would install, by name (what an optimizer's saved state must fit)."""
+        return {name: leaf for name, leaf, _, _ in self._parse_state(state, copy=False)}
 
     def save(self, filename: PathLike) -> None:
         """Write :meth:`get_state` to ``filename`` atomically (temp file, fsync, rename)."""
@@ -366,7 +396,7 @@ class ParamStoreDict:
         except ValueError as e:
             raise ValueError(f"cannot load params from {str(filename)!r}: {e}") from e
         for args in incoming:
-            self._install(*args)
+            self._install(*args, loaded=True)
 
     # ------------------------------------------------------------------ internals
 
@@ -423,15 +453,47 @@ class ParamStoreDict:
         leaf = unconstrained.clone(memory_format=torch.contiguous_format).requires_grad_()
         return leaf, constraint, transform
 
-    def _install(self, name: str, leaf: torch.Tensor, constraint, transform) -> None:
+    def _install(
+        self, name: str, leaf: torch.Tensor, constraint, transform, loaded: bool = False
+    ) -> None:
         old = self._entries.get(name)
         if old is not None:
             self._name_by_id.pop(id(old.leaf), None)
-        entry = _Entry(leaf, constraint, transform)
+        entry = _Entry(leaf, constraint, transform, loaded)
         if transform is None:
             leaf.unconstrained = entry.ref
         self._entries[name] = entry
         self._name_by_id[id(leaf)] = name
+
+    def _raise_reshaped(self, name: str, entry: _Entry, init: torch.Tensor) -> None:
+        where = "loaded from a checkpoint" if entry.loaded else "created earlier"
+        leaf = entry.leaf
+        shape = "?" if entry.shape is None else tuple(entry.shape)
+        raise ValueError(
+            f"param {name!r} has shape {shape}, dtype {leaf.dtype} on {leaf.device} ({where}) "
+            f"but is now declared with an init value of shape {tuple(init.shape)}, dtype "
+            f"{init.dtype} on {init.device}; a param keeps its shape, dtype and device. "
+            f"To replace it, delete it first (del pyro.get_param_store()[{name!r}]) or "
+            f"assign the new value (pyro.get_param_store()[{name!r}] = value); if it came "
+            "from a checkpoint, the checkpoint is from another model."
+        )
+
+    def _bind_loaded(self, name: str, entry: _Entry, init: torch.Tensor) -> Optional[torch.Tensor]:
+        """Make a module's own ``nn.Parameter`` the param, holding the loaded values."""
+        leaf = entry.leaf
+        if not (
+            isinstance(init, torch.nn.Parameter)
+            and entry.transform is None
+            and init.is_leaf
+            and init.is_contiguous()
+            and init.dtype == leaf.dtype
+            and init.device == leaf.device
+        ):
+            return None
+        with torch.no_grad():
+            init.copy_(leaf)
+        self._install(name, init, entry.constraint, None)
+        return init
 
     def _check_redeclared(self, name: str, stored, requested) -> None:
         if constraints_equal(stored, requested):
@@ -480,6 +542,11 @@ class ParamStoreDict:
                 raise ValueError(f"param {name!r}: expected a tensor, got {type(tensor).__name__}")
             if not (tensor.is_floating_point() or tensor.is_complex()):
                 raise ValueError(f"param {name!r}: expected a floating tensor, got {tensor.dtype}")
+            if tensor.layout != torch.strided or tensor.device.type == "meta":
+                raise ValueError(
+                    f"param {name!r}: expected a dense tensor with data, got layout "
+                    f"{tensor.layout} on device {tensor.device}"
+                )
             try:
                 constraint = decode_constraint(encoded.get(name, constraints.real))
             except ValueError as e:
@@ -499,6 +566,15 @@ class ParamStoreDict:
             (name, _fresh_leaf(tensor, copy), constraint, transform)
             for name, tensor, constraint, transform in parsed
         ]
+
+
+def _constrained_shape(leaf: torch.Tensor, transform: Optional[Transform]):
+    if transform is None:
+        return leaf.shape
+    try:
+        return torch.Size(transform.forward_shape(leaf.shape))
+    except Exception:  # noqa: BLE001 - a transform that cannot tell is not checked
+        return None
 
 
 def _fresh_leaf(tensor: torch.Tensor, copy: bool) -> torch.Tensor:

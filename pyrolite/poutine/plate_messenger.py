@@ -8,13 +8,33 @@ replayed into the model) and scales log-probs by ``size / subsample_size``.
 Used as an iterator, it is a sequential plate: one independent context per index.
 """
 
+import operator
 from collections import OrderedDict
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Union
 
 import torch
 
+from .enum_messenger import EnumMessenger
 from .messenger import Messenger
 from .runtime import _STACK, Message, apply_stack, new_message
+
+
+def _plate_int(name: str, what: str, value) -> int:
+    """``value`` as an int (ints, integral floats, integer 0-dim tensors), else a ValueError."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        as_float = None
+    if as_float is None or not as_float.is_integer():
+        raise ValueError(
+            f"plate('{name}'): {what} must be an integer, got {value!r}. Pass a whole "
+            f"number, e.g. {what}=len(data)."
+        )
+    return int(as_float)
 
 
 class CondIndepStackFrame(NamedTuple):
@@ -36,6 +56,12 @@ class _DimAllocator:
         self._owners: Dict[int, str] = {}
 
     def allocate(self, name: str, dim: Optional[int]) -> int:
+        if name in self._owners.values():
+            raise ValueError(
+                f"duplicate plate '{name}': a plate named '{name}' is already active around "
+                "this one. Nested plates need distinct names (e.g. 'rows' and 'cols'); "
+                "to reuse a name, close the first plate before opening the second."
+            )
         if dim is None:
             dim = -1
             while dim in self._owners:
@@ -122,13 +148,32 @@ class PlateMessenger(Messenger):
         if size is None:
             # As in Pyro, a plate without a size only declares a dim (size -1, any size).
             size = -1 if subsample is None else int(subsample.shape[0])
-        size = int(size)
+        size = _plate_int(name, "size", size)
         if size <= 0 and size != -1:
             raise ValueError(f"plate('{name}') size must be positive, got {size}")
         if subsample is not None:
+            if subsample_size is not None and int(subsample_size) != int(subsample.shape[0]):
+                raise ValueError(
+                    f"plate('{name}'): subsample_size={subsample_size} does not match "
+                    f"len(subsample)={int(subsample.shape[0])}. Pass one of the two (the "
+                    "model and guide must use the same subsample)."
+                )
             subsample_size = int(subsample.shape[0])
-        elif subsample_size is None or subsample_size > size:
+        elif subsample_size is None or (size == -1 and subsample_size == -1):
             subsample_size = size
+        elif size == -1:
+            raise ValueError(
+                f"plate('{name}') has subsample_size={subsample_size} but no size to draw the "
+                "subsample from. Pass size=<number of items>."
+            )
+        else:
+            subsample_size = _plate_int(name, "subsample_size", subsample_size)
+            if not 0 < subsample_size <= size:
+                raise ValueError(
+                    f"plate('{name}', size={size}): subsample_size must be in 1..{size}, got "
+                    f"{subsample_size}. Pass subsample_size between 1 and size, or None "
+                    "for the full plate."
+                )
         if use_cuda and device is None:
             device = "cuda"
         self.name, self.size, self.subsample_size = name, size, int(subsample_size)
@@ -185,6 +230,8 @@ class PlateMessenger(Messenger):
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
         if self._scale != 1.0:
             msg["scale"] = self._scale * msg["scale"]
+        if "_enum_dims" not in msg:
+            _record_enum_dims(msg)
         # Broadcasting to this plate's size happens in the default effect, once.
 
     def _pyro_param(self, msg: Message) -> None:
@@ -221,6 +268,17 @@ class PlateMessenger(Messenger):
 
     def __len__(self) -> int:
         return self.subsample_size
+
+
+def _record_enum_dims(msg: Message) -> None:
+    """Note on a site the enumeration allocator in scope (if any), so the shape check can
+    tell a dim left of the plates that enumeration holds from a stray data dim: a site's
+    log-prob may carry the dims of every enumerated site it depends on, not only its own."""
+    for frame in reversed(_STACK):
+        if isinstance(frame, EnumMessenger):
+            if frame.dims is not None:
+                msg["_enum_dims"] = frame.dims
+            return
 
 
 class _SequentialPlateContext(Messenger):

@@ -48,8 +48,10 @@ def check_site_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
     A dim of size > 1 inside the ``max_plate_nesting`` window that no enclosing
     plate claims is summed into the site's log-prob, with a one-time warning (seed
     003 samples an ``[8]``-shaped latent outside any plate). A plate dim whose size
-    differs from the plate's is an error. Dims left of the window are enumeration
-    dims and are left alone.
+    differs from the plate's is an error. Left of the window only enumeration puts
+    dims: for an observed site inside a plate, a dim there of size > 1 that no enumerated site
+    holds (the site itself, or one it depends on) is an error, the classic case being
+    ``(N, 1)`` data inside a plate of size N, silently broadcast to ``(N, N)``.
     """
     log_prob = site.get("unscaled_log_prob", site.get("log_prob"))
     if not isinstance(log_prob, torch.Tensor):
@@ -76,6 +78,38 @@ def check_site_shape(site: dict, max_plate_nesting: Optional[int]) -> None:
                 "If those entries are one multivariate variable, use .to_event(1) on the "
                 "distribution; if they are independent, put the site in a pyro.plate.",
             )
+    if frames and site.get("is_observed"):
+        # (a latent may carry batch dims left of the window, as in Pyro: its draws have them)
+        _check_dims_left_of_plates(site, shape, window, frames)
+
+
+def _check_dims_left_of_plates(site: dict, shape: torch.Size, window: int, frames: dict) -> None:
+    enum_dims = site.get("_enum_dims")  # the step's enumeration allocator, noted by plate
+    own_dim = site["infer"].get("_enumerate_dim")
+    for dim in range(-len(shape), -window):
+        if shape[dim] == 1 or dim in frames or dim == own_dim:
+            continue
+        if enum_dims is not None and enum_dims.holds(dim):
+            continue
+        plates = ", ".join(
+            f"plate('{f.name}', size={f.size}) at dim {d}" for d, f in sorted(frames.items())
+        )
+        value = site.get("value")
+        value_shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        batch_shape = tuple(getattr(site["fn"], "batch_shape", ()))
+        source = (
+            f"the {'observed ' if site.get('is_observed') else ''}value has shape "
+            f"{value_shape} and the distribution batch shape {batch_shape}"
+        )
+        raise ValueError(
+            f"at site '{site['name']}', invalid log_prob shape {tuple(shape)}: inside "
+            f"{plates}, dim {dim} (size {shape[dim]}) lies left of the "
+            f"max_plate_nesting={window} plate dims and no enumerated site holds it, so "
+            f"the log-prob is broadcast to {tuple(shape)} ({source}). Fix: give the data "
+            f"the plate's shape (e.g. obs=data.squeeze(-1) for data of shape (N, 1)), "
+            "declare trailing dims as event dims with .to_event(1), or put that dim in "
+            "its own pyro.plate."
+        )
 
 
 def discrete_escape(trace: Trace, msg: Message) -> bool:

@@ -110,9 +110,12 @@ def test_callable_init_is_called_only_on_creation(store):
     assert len(calls) == 1
 
 
-def test_existing_param_ignores_new_init(store):
+def test_existing_param_ignores_new_init_of_the_same_shape(store):
     store.get_param("w", torch.ones(2))
-    assert torch.equal(store.get_param("w", torch.zeros(5)).detach(), torch.ones(2))
+    assert torch.equal(store.get_param("w", torch.zeros(2)).detach(), torch.ones(2))
+    # another shape is an error naming both (tests/params/test_reliability.py)
+    with pytest.raises(ValueError, match="'w'"):
+        store.get_param("w", torch.zeros(5))
 
 
 def test_missing_param_without_init_names_it(store):
