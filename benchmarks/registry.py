@@ -74,7 +74,8 @@ class Config:
     ("decaying": W4's guide site asks for the decaying-average baseline; absent: no
     baseline), ``num_particles`` (overrides the workload's count, see ``num_particles``),
     ``particles`` ("vectorized" | "sequential"), ``loop`` ("update" | "scan"), ``compile``
-    (SVI's ``compile=True``). ``step_scale`` scales the step budget: below 1 for very slow
+    (SVI's ``compile=True``), ``validation`` ("off": ``enable_validation(False)``; the
+    default is the library's, on). ``step_scale`` scales the step budget: below 1 for very slow
     configs (e.g. Pyro with 100 sequential particles), above 1 for a fast row among slow ones
     (W9's ``DiscreteHMM`` rows).
     """
@@ -259,6 +260,15 @@ def _cfg(key, framework, label, step_scale=1.0, note="", **options) -> Config:
 
 HAND = _cfg("hand", "hand", "hand-written PyTorch step")
 PYROLITE = _cfg("pyrolite", "pyrolite", "pyrolite Trace_ELBO", elbo="trace", guide="hand")
+# Validation off (pyrolite.enable_validation(False)): the cost of the per-step checks.
+PYROLITE_NOVALIDATE = _cfg(
+    "pyrolite-novalidate",
+    "pyrolite",
+    "pyrolite Trace_ELBO, validation off",
+    elbo="trace",
+    guide="hand",
+    validation="off",
+)
 PYRO = _cfg("pyro", "pyro", "Pyro Trace_ELBO", elbo="trace", guide="hand")
 PYRO_JIT = _cfg("pyro-jit", "pyro", "Pyro JitTrace_ELBO", elbo="jit-trace", guide="hand")
 NUMPYRO = _cfg("numpyro", "numpyro", "NumPyro jit(svi.update)", loop="update", guide="hand")
@@ -479,10 +489,21 @@ _DISCRETE_NOTE = "runs 5x the step budget (a fast step)"
 _W8_AGAIN_NOTE = "W8's row again, one step per block (half the step budget)"
 
 CONFIGS: Dict[str, List[Config]] = {
-    "W1": [HAND, PYROLITE, PYROLITE_JIT, PYROLITE_COMPILED, PYRO, PYRO_JIT, NUMPYRO, *_MEANFIELD],
+    "W1": [
+        HAND,
+        PYROLITE,
+        PYROLITE_NOVALIDATE,
+        PYROLITE_JIT,
+        PYROLITE_COMPILED,
+        PYRO,
+        PYRO_JIT,
+        NUMPYRO,
+        *_MEANFIELD,
+    ],
     "W2": [
         HAND,
         PYROLITE,
+        PYROLITE_NOVALIDATE,
         PYROLITE_JIT,
         PYROLITE_COMPILED,
         PYRO,
@@ -624,6 +645,20 @@ class Target:
 
 
 TARGETS = [
+    Target(
+        "W1",
+        "pyrolite",
+        1.1,
+        reference="pyrolite-novalidate",
+        text="W1 validation on (checked every step) within 1.1x of validation off",
+    ),
+    Target(
+        "W2",
+        "pyrolite",
+        1.1,
+        reference="pyrolite-novalidate",
+        text="W2 validation on (checked every step) within 1.1x of validation off",
+    ),
     Target("W1", "pyrolite", 1.3, text="W1 pyrolite eager svi.step() within 1.3x of hand"),
     Target("W2", "pyrolite", 1.3, text="W2 pyrolite eager svi.step() within 1.3x of hand"),
     Target("W3", "pyrolite", 1.3, text="W3 pyrolite eager svi.step() within 1.3x of hand"),

@@ -158,6 +158,7 @@ def build(
     warnings.filterwarnings("ignore")  # JIT tracer warnings would flood the worker's stderr
     lib.pyro.clear_param_store()
     lib.pyro.set_rng_seed(seed)
+    lib.pyro.enable_validation(config.option("validation", "on") != "off")
     spec = WORKLOADS[workload]
     hmm_form = config.option("hmm", "markov")
     markov_hmm = workload in bench_data.HMM_WORKLOADS and hmm_form == "markov"

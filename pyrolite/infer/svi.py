@@ -6,6 +6,7 @@ exception, or a non-finite loss) leaves the ParamStore and optimizer untouched.
 """
 
 import math
+import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
@@ -125,6 +126,7 @@ class SVI(TracePosterior):
 
         self.loss_and_grads = loss_and_grads
         self._step_args = None
+        self._loaded_from: Optional[Tuple[str, set]] = None  # (file, param names) of a load
         self._eager = EagerStep(self)
         # compile=True (or torch.compile options): see pyrolite.infer.compiled_step.
         self._compiled = (
@@ -144,12 +146,27 @@ class SVI(TracePosterior):
 
     def after_update(self, applied: Optional[torch.Tensor]) -> None:
         """Run the hooks that follow an update (see ``ELBO.after_update``)."""
+        if self._loaded_from is not None:
+            self._warn_unused_loaded()
         self.hooks.after_update(applied)
         if self.elbo is not None:
             self.elbo.after_update(applied)
             # Kept only to name a culprit; holding them would keep this step's largest
             # tensors alive into the next step.
             self.elbo.last_traces = None
+
+    def _warn_unused_loaded(self) -> None:
+        path, loaded = self._loaded_from
+        self._loaded_from = None
+        unused = sorted(loaded - set(self._eager.param_names))
+        if unused and self._eager.param_names:
+            warnings.warn(
+                f"SVI.load({path!r}): the checkpoint's params {unused} are not read by this "
+                "model and guide (a checkpoint of another model?). They stay in the "
+                "ParamStore; remove them with del pyrolite.get_param_store()[name].",
+                UserWarning,
+                stacklevel=4,
+            )
 
     @property
     def compile_info(self) -> CompileInfo:
@@ -428,3 +445,6 @@ class SVI(TracePosterior):
             self.set_state(state)
         except Exception as e:  # noqa: BLE001 - whatever a tampered file holds, name the file
             raise ValueError(f"cannot load SVI checkpoint {str(path)!r}: {e}") from e
+        # After the next applied step: say which loaded params the model and guide never read.
+        names = state["param_store"]["params"]
+        self._loaded_from = (str(path), set(names))

@@ -90,13 +90,38 @@ def load_weights_only(
         raise FileNotFoundError(
             errno.ENOENT, f"cannot load {expected}: no such file {filename!r}", filename
         )
+    if _asks_for_cuda(map_location) and not torch.cuda.is_available():
+        raise ValueError(
+            f"cannot load {filename!r} with map_location={map_location!r}: no CUDA device is "
+            "available here. Pass map_location='cpu' (or leave it None)."
+        )
     try:
         with torch.serialization.safe_globals(list(allowed_classes)):
             return torch.load(filename, map_location=map_location, weights_only=True)
+    except RuntimeError as e:
+        if "torch.cuda.is_available() is False" in str(e):
+            raise ValueError(
+                f"cannot load {filename!r}: it holds CUDA tensors, but no CUDA device is "
+                "available here. Pass map_location='cpu' to load them on the CPU."
+            ) from e
+        raise _unreadable(filename, expected, e) from e
     except Exception as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"cannot load {filename!r}: expected {expected} (a file written by pyrolite's "
-            "save), but the file is truncated, corrupt, or holds objects that weights-only "
-            f"loading refuses to build [{type(e).__name__}: {detail[:300]}]"
-        ) from e
+        raise _unreadable(filename, expected, e) from e
+
+
+def _unreadable(filename: str, expected: str, e: Exception) -> ValueError:
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return ValueError(
+        f"cannot load {filename!r}: expected {expected} (a file written by pyrolite's "
+        "save), but the file is truncated, corrupt, or holds objects that weights-only "
+        f"loading refuses to build [{type(e).__name__}: {detail[:300]}]"
+    )
+
+
+def _asks_for_cuda(map_location) -> bool:
+    """Whether ``map_location`` (a device, a string, or a dict of them) names a CUDA one."""
+    if isinstance(map_location, dict):
+        return any(_asks_for_cuda(v) for v in map_location.values())
+    if isinstance(map_location, (str, torch.device)):
+        return torch.device(map_location).type == "cuda"
+    return False

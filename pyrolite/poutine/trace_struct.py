@@ -58,15 +58,18 @@ def _total(log_prob: torch.Tensor) -> torch.Tensor:
     return log_prob if log_prob.dim() == 0 else log_prob.sum()
 
 
-def _fast_log_prob_sum(site: dict, keep: Tuple[int, ...]) -> Optional[torch.Tensor]:
+def _fast_log_prob_sum(
+    site: dict, keep: Tuple[int, ...], validated: bool = False
+) -> Optional[torch.Tensor]:
     """The site's scaled log-prob summed over all dims but ``keep`` by the distribution's
     ``_log_prob_sum`` (no per-element tensor), or None where that does not apply: a mask,
-    a tensor scale, validation on, extra arguments, or no such method."""
+    a tensor scale, validation on (unless ``validated``: the value was checked by a
+    ``log_prob`` already), extra arguments, or no such method."""
     fn, scale = site["fn"], site["scale"]
     fast = getattr(fn, "_log_prob_sum", None)
     if (
         fast is None
-        or getattr(fn, "_validate_args", True)
+        or (not validated and getattr(fn, "_validate_args", True))
         or site["mask"] is not None
         or not isinstance(scale, (int, float))
         or site["args"]
@@ -310,6 +313,11 @@ class Trace:
                 site["log_prob_sum"] = total
                 continue
             _cache_log_prob(name, site)
+            # Validating, the log-prob was computed (and its value checked) in full; the sum
+            # is still the fast one, so a validated step sums exactly as the others do.
+            total = _fast_log_prob_sum(site, (), validated=True)
+            if total is not None:
+                site["log_prob_sum"] = total
 
     def unscaled_log_prob(self, name: str) -> torch.Tensor:
         """Site ``name``'s log-prob without scale or mask, computed once and cached (for
