@@ -488,27 +488,22 @@ _HMM_DISCRETE = dict(elbo="trace", guide="hand", hmm="discrete")
 _DISCRETE_NOTE = "runs 5x the step budget (a fast step)"
 _W8_AGAIN_NOTE = "W8's row again, one step per block (half the step budget)"
 
+# W1's and W2's common rows: each framework's plain step, and pyrolite's variants.
+_TRACE_ROWS = [
+    HAND,
+    PYROLITE,
+    PYROLITE_NOVALIDATE,
+    PYROLITE_JIT,
+    PYROLITE_COMPILED,
+    PYRO,
+    PYRO_JIT,
+    NUMPYRO,
+]
+
 CONFIGS: Dict[str, List[Config]] = {
-    "W1": [
-        HAND,
-        PYROLITE,
-        PYROLITE_NOVALIDATE,
-        PYROLITE_JIT,
-        PYROLITE_COMPILED,
-        PYRO,
-        PYRO_JIT,
-        NUMPYRO,
-        *_MEANFIELD,
-    ],
+    "W1": [*_TRACE_ROWS, *_MEANFIELD],
     "W2": [
-        HAND,
-        PYROLITE,
-        PYROLITE_NOVALIDATE,
-        PYROLITE_JIT,
-        PYROLITE_COMPILED,
-        PYRO,
-        PYRO_JIT,
-        NUMPYRO,
+        *_TRACE_ROWS,
         NUMPYRO_SCAN,
         *_AUTODIAG,
         *_MEANFIELD,
