@@ -54,11 +54,22 @@ def finite_verdict(loss: torch.Tensor, grads, check_grads: bool = True) -> torch
     """A bool tensor: the loss and every gradient are finite (a finite loss can have a NaN
     or infinite gradient, e.g. ``sqrt`` at 0: such a step must not be applied either)."""
     ok = torch.isfinite(loss).all()
-    if check_grads:
-        for g in grads:
-            if g is not None:
-                ok = ok & torch.isfinite(g).all()
+    if not check_grads:
+        return ok
+    present = [g for g in grads if g is not None]
+    if len(present) > 1 and sum(g.numel() for g in present) <= _CAT_LIMIT:
+        # Many small gradients: one check over their concatenation (3 kernels, not 2 per
+        # param); where they are on one device and of one dtype.
+        first = present[0]
+        if all(g.device == first.device and g.dtype == first.dtype for g in present):
+            flat = torch.cat([g.reshape(-1) for g in present])
+            return ok & torch.isfinite(flat).all()
+    for g in present:
+        ok = ok & torch.isfinite(g).all()
     return ok
+
+
+_CAT_LIMIT = 1 << 20  # elements: above it, checking each gradient costs less than a copy
 
 
 def nonfinite_grads(names: List[str], grads) -> List[str]:
