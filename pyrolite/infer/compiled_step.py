@@ -91,7 +91,7 @@ def _signature(value: Any) -> Hashable:
     return (type(value), value)
 
 
-def _make_step_fns(elbo: ELBO, model, guide, slots: List[_ParamSlot], stable_update: bool):
+def _make_step_fns(elbo: ELBO, model, guide, slots: List[_ParamSlot]):
     """The pure step functions of a plan.
 
     ``grads_fn(leaves, args, kwargs) -> (loss, grads)``;
@@ -209,10 +209,8 @@ class _Stage:
 class _Plan:
     """The compiled step for one key: its stages and the slots whose tensors they read."""
 
-    def __init__(self, svi, slots: List[_ParamSlot], stable_update: bool, options):
-        grads_fn, update_fn, step_fn = _make_step_fns(
-            svi.elbo, svi.model, svi.guide, slots, stable_update
-        )
+    def __init__(self, svi, slots: List[_ParamSlot], options):
+        grads_fn, update_fn, step_fn = _make_step_fns(svi.elbo, svi.model, svi.guide, slots)
         # Hooks between gradients and update run eagerly, between two graphs.
         self.split = svi.hooks.reduces_grads or svi.hooks.agrees
         if self.split:
@@ -302,12 +300,14 @@ class CompiledStep:
         if self._disabled is not None:
             self._warn(self._disabled)
             return None
-        key = (_signature(args), _signature(kwargs), stable_update)
+        # (one graph serves stable_update either way: it only changes what the host does
+        # with a rejected step)
+        key = (_signature(args), _signature(kwargs))
         if key in self._eager_keys:
             return None
         plan = self._plans.get(key)
         if plan is None or not plan.current(self.svi.optim):
-            plan = self._plan(key, stable_update)
+            plan = self._plan(key)
             if plan is None:
                 return None
         try:
@@ -335,7 +335,7 @@ class CompiledStep:
             return f"torch {torch.__version__} cannot compile torch.autograd.grad"
         return None
 
-    def _plan(self, key: Hashable, stable_update: bool) -> Optional[_Plan]:
+    def _plan(self, key: Hashable) -> Optional[_Plan]:
         """Build the plan for ``key`` after its initializing eager step, else ask for one."""
         svi = self.svi
         if self._init_key != key or svi.step_count != self._init_count + 1:
@@ -347,7 +347,7 @@ class CompiledStep:
             slots = [_ParamSlot(n, leaf, svi.optim) for n, leaf in zip(names, leaves)]
             if not slots:
                 raise _Unsupported("the step reads no params")
-            plan = _Plan(svi, slots, stable_update, self.options)
+            plan = _Plan(svi, slots, self.options)
         except KeyError:
             self._init_key, self._init_count = key, svi.step_count
             return None

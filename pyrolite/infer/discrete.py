@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from ..ops.contract import Contraction
+from ..ops.contract import Contraction, apply_view, view_between
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.enum_messenger import EnumMessenger
 from ..poutine.handlers import replay
@@ -119,16 +119,13 @@ def _site_values(layout: EnumLayout, trace: Trace, samples: Dict) -> Dict[str, t
 
 def _positional(index: torch.Tensor, plates: tuple, window: int) -> torch.Tensor:
     """A drawn index (dims labelled by ``plates``) laid out at the plates' tensor dims."""
-    vectorized = [(p.dim, k) for k, p in enumerate(plates) if p.dim is not None]
-    sizes = dict(zip(range(len(plates)), index.shape))
+    vectorized = tuple(p for p in plates if p.dim is not None)
     # Sequential plates' dims have size 1: drop them.
-    index = index.reshape([index.shape[k] for _, k in vectorized]) if plates else index
-    order = sorted(range(len(vectorized)), key=lambda i: vectorized[i][0])
-    index = index.permute(order) if order != list(range(len(order))) else index
-    shape = [1] * window
-    for dim, k in vectorized:
-        shape[window + dim] = sizes[k]
-    return index.reshape(shape)
+    sizes = {p: index.shape[plates.index(p)] for p in vectorized}
+    index = index.reshape([sizes[p] for p in vectorized])
+    by_dim = {p.dim: p for p in vectorized}
+    target = tuple(by_dim.get(d, d) for d in range(-window, 0))  # an int: no plate there
+    return apply_view(index, view_between(vectorized, target, sizes))
 
 
 def _replay_trace(trace: Trace, values: Dict[str, torch.Tensor], window: int) -> Trace:

@@ -15,7 +15,7 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 import torch
 
 from ..distributions.util import scale_and_mask
-from ..ops.contract import FactorSpec, Plan, plan_contraction
+from ..ops.contract import FactorSpec, Plan, apply_view, plan_contraction, view_between
 from ..poutine.handlers import infer_config
 from ..poutine.trace_struct import Trace
 
@@ -201,30 +201,23 @@ def positional(value: torch.Tensor, view) -> torch.Tensor:
     """A contraction output laid out at its labels' tensor dims, expanded to its plates."""
     if view is None:
         return value
-    permutation, shape, expanded = view
-    if permutation != tuple(range(len(permutation))):
-        value = value.permute(permutation)
-    value = value.reshape(shape)
+    layout, expanded = view
+    value = apply_view(value, layout)
     return value if expanded is None else value.expand(expanded)
 
 
 def _positional_view(labels, present, dims: Dict[object, int], sizes) -> Optional[tuple]:
-    """(permutation, view shape, expanded shape or None) putting an output's dims (labels
-    ``present``) at their tensor dims, expanded to the sizes of the other ``labels``
-    (plates the output does not vary along)."""
+    """(the :func:`~pyrolite.ops.contract.view_between` layout, the expanded shape or None)
+    putting an output's dims (labels ``present``) at their tensor dims, expanded to the
+    sizes of the other ``labels`` (plates the output does not vary along)."""
     if not labels:
         return None
-    at = {x: dims[x] for x in labels}
-    lowest = min(at.values())
-    own = [x for x in labels if x in present]
-    order = sorted(own, key=lambda x: at[x])
-    permutation = tuple(own.index(x) for x in order)
-    by_dim = {d: x for x, d in at.items()}
-    shape = tuple(
-        sizes[by_dim[d]] if d in by_dim and by_dim[d] in present else 1 for d in range(lowest, 0)
-    )
-    full = tuple(sizes[by_dim[d]] if d in by_dim else 1 for d in range(lowest, 0))
-    return permutation, shape, (None if full == shape else full)
+    by_dim = {dims[x]: x for x in labels}
+    # the tensor dims from the leftmost label's to -1; an int stands for a dim no label holds
+    target = tuple(by_dim.get(d, d) for d in range(min(by_dim), 0))
+    layout = view_between(tuple(x for x in labels if x in present), target, sizes)
+    full = tuple(sizes[x] if x in labels else 1 for x in target)
+    return layout, (None if full == layout[1] else full)
 
 
 def plate_batch_shape(site: dict, window: int) -> Tuple[int, ...]:

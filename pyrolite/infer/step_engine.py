@@ -50,12 +50,10 @@ class StepHooks:
         return type(self).agree is not StepHooks.agree
 
 
-def finite_verdict(loss: torch.Tensor, grads, check_grads: bool = True) -> torch.Tensor:
+def finite_verdict(loss: torch.Tensor, grads) -> torch.Tensor:
     """A bool tensor: the loss and every gradient are finite (a finite loss can have a NaN
     or infinite gradient, e.g. ``sqrt`` at 0: such a step must not be applied either)."""
     ok = torch.isfinite(loss).all()
-    if not check_grads:
-        return ok
     present = [g for g in grads if g is not None]
     if len(present) > 1 and sum(g.numel() for g in present) <= _CAT_LIMIT:
         # Many small gradients: one check over their concatenation (3 kernels, not 2 per

@@ -259,11 +259,13 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
             log_prob, score, entropy = site["score_parts"]
             if depends or enumerated:
                 value = -site["log_prob"]
-                terms.append((value, value, _frames(site), depends, value))
+                terms.append((value, value, site["cond_indep_stack"], depends, value))
             else:
                 surrogate = -site["log_prob_sum"] if entropy is log_prob else -entropy
                 value = -site["log_prob_sum"]
-                terms.append((value, surrogate, _frames(site), depends, -site["log_prob"]))
+                terms.append(
+                    (value, surrogate, site["cond_indep_stack"], depends, -site["log_prob"])
+                )
             if site["infer"].get("enumerate") == "sequential":
                 log_weight.append(site["unscaled_log_prob"].sum())
             elif not enumerated and not site["is_observed"] and not is_identically_zero(score):
@@ -287,7 +289,7 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
         for name, depends in layout.model_costs:
             site = nodes[name]
             value = site["log_prob"] if depends else site["log_prob_sum"]
-            terms.append((value, value, _frames(site), depends, site.get("log_prob")))
+            terms.append((value, value, site["cond_indep_stack"], depends, site.get("log_prob")))
         weights = _Weights(layout, guide_trace)
         elbo = sum_terms([weights.expect(t[0], t[3]) for t in terms])
         surrogate_elbo = sum_terms([weights.expect(t[1], t[3]) for t in terms])
@@ -384,10 +386,12 @@ class _Weights:
     def __init__(self, layout: EnumLayout, guide_trace: Trace):
         self.layout, self.guide_trace = layout, guide_trace
         self._cache: Dict[frozenset, torch.Tensor] = {}
-        self._depends = {name: depends for name, depends in layout.guide_sites}
+        self._depends: Optional[Dict[str, frozenset]] = None  # built at the first weight
 
     def weight(self, depends: frozenset) -> torch.Tensor:
         """The guide probability of the joint values of ``depends`` and what they depend on."""
+        if self._depends is None:
+            self._depends = dict(self.layout.guide_sites)
         closure = set(depends)
         while True:
             grown = closure.union(*(self._depends[v] for v in closure))
@@ -422,10 +426,6 @@ class _Weights:
         window = self.layout.window
         dims = tuple(range(-product.dim(), -window))
         return product.sum(dims) if dims else product
-
-
-def _frames(site) -> tuple:
-    return site["cond_indep_stack"]
 
 
 def _sum_results(results):

@@ -86,7 +86,6 @@ class Output(NamedTuple):
 
 
 class Plan(NamedTuple):
-    num_inputs: int
     steps: Tuple[object, ...]
     outputs: Tuple[Output, ...]
     plate_sizes: Dict[Label, int]
@@ -139,7 +138,11 @@ def plan_contraction(
         labels[out] = out_labels
         steps.append(
             _Product(
-                a, b, _view(labels[a], out_labels, sizes), _view(labels[b], out_labels, sizes), out
+                a,
+                b,
+                view_between(labels[a], out_labels, sizes),
+                view_between(labels[b], out_labels, sizes),
+                out,
             )
         )
         return out
@@ -189,9 +192,7 @@ def plan_contraction(
             labels[out] = tuple(x for x in labels[term] if x not in reduce)
             steps.append(_PlateProduct(term, dims, factor, out))
             tree.setdefault(parent, []).append(out)
-    return Plan(
-        len(factors), tuple(steps), tuple(outputs), {p: size for p, (size, _) in plates.items()}
-    )
+    return Plan(tuple(steps), tuple(outputs), {p: size for p, (size, _) in plates.items()})
 
 
 def _eliminate_all(terms, local, labels, sizes, ordinal, steps, product, new_id) -> List[int]:
@@ -263,9 +264,10 @@ def _bucket_product(bucket, labels, sizes, var, product) -> int:
     return work[0]
 
 
-def _view(source: Tuple[Label, ...], target: Tuple[Label, ...], sizes) -> tuple:
+def view_between(source: Tuple[Label, ...], target: Tuple[Label, ...], sizes) -> tuple:
     """(permutation of ``source``'s dims into ``target`` order, the view shape with size-1
-    dims where ``source`` lacks a ``target`` label)."""
+    dims where ``source`` lacks a ``target`` label): what :func:`apply_view` takes to lay a
+    tensor labelled ``source`` out as ``target``."""
     permutation = tuple(sorted(range(len(source)), key=lambda i: target.index(source[i])))
     shape = tuple(sizes[x] if x in source else 1 for x in target)
     return permutation, shape
@@ -303,7 +305,7 @@ class Contraction:
         self.eliminated = []
         for step in self.plan.steps:
             if type(step) is _Product:
-                values[step.out] = _apply_view(values[step.left], step.left_view) + _apply_view(
+                values[step.out] = apply_view(values[step.left], step.left_view) + apply_view(
                     values[step.right], step.right_view
                 )
             elif type(step) is _Eliminate:
@@ -349,7 +351,7 @@ class Contraction:
                 index.append(torch.arange(plate_sizes[p], device=term.device).reshape(view))
             for u in others:
                 value, labels = samples[u]
-                index.append(_align(value, labels, plates, plate_sizes))
+                index.append(apply_view(value, view_between(labels, plates, plate_sizes)))
             logits = term[tuple(index)] if index else term
             if temperature == 0:
                 choice = logits.argmax(-1)
@@ -361,19 +363,12 @@ class Contraction:
         return samples
 
 
-def _apply_view(t: torch.Tensor, view) -> torch.Tensor:
+def apply_view(t: torch.Tensor, view) -> torch.Tensor:
+    """``t`` permuted and reshaped as ``view`` (from :func:`view_between`) says."""
     permutation, shape = view
     if permutation != tuple(range(len(permutation))):
         t = t.permute(permutation)
     return t.reshape(shape)
-
-
-def _align(value: torch.Tensor, labels: tuple, plates: tuple, sizes) -> torch.Tensor:
-    """``value`` (dims labelled ``labels``) laid out over ``plates`` (size 1 where absent)."""
-    order = [labels.index(p) for p in plates if p in labels]
-    if order != list(range(len(order))):
-        value = value.permute(order)
-    return value.reshape([sizes[p] if p in labels else 1 for p in plates])
 
 
 # --- einsum ---------------------------------------------------------------------------
@@ -405,10 +400,8 @@ def einsum(equation: str, *operands: torch.Tensor, ring: str = "log") -> torch.T
     # Several outputs (disconnected parts): their product, laid out as asked.
     total = None
     for out, value in zip(plan.outputs, results):
-        permutation, shape = _view(
-            out.labels, tuple(output), {c: _size(c, inputs, operands) for c in keep}
-        )
-        value = _apply_view(value, (permutation, shape))
+        sizes = {c: _size(c, inputs, operands) for c in keep}
+        value = apply_view(value, view_between(out.labels, tuple(output), sizes))
         total = value if total is None else total + value
     if total is None:
         return operands[0].new_zeros(())
