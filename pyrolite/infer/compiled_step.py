@@ -212,7 +212,7 @@ class _Plan:
     def __init__(self, svi, slots: List[_ParamSlot], options):
         grads_fn, update_fn, step_fn = _make_step_fns(svi.elbo, svi.model, svi.guide, slots)
         # Hooks between gradients and update run eagerly, between two graphs.
-        self.split = svi.hooks.reduces_grads or svi.hooks.agrees
+        self.split = svi.hooks.combines
         if self.split:
             self.grads = _Stage(grads_fn, options)
             self.update = _Stage(update_fn, options)
@@ -375,9 +375,8 @@ class CompiledStep:
                 if plan.split:
                     loss, grads = plan.grads(plan.leaves, args, kwargs)
                     grads = list(grads)
-                    svi.hooks.reduce_grads(grads)
-                    ok = finite_verdict(loss, grads)
-                    applied = svi.hooks.agree(ok) & gate
+                    loss, ok = svi.hooks.combine(loss, grads, plan.names)
+                    applied = ok & gate
                     plan.update(plan.leaves, grads, plan.states, scalars, applied)
                 else:
                     loss, applied = plan.step(plan.leaves, plan.states, scalars, gate, args, kwargs)

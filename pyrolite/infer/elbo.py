@@ -53,15 +53,33 @@ TracePair = Tuple[Trace, Trace]
 class ELBOModule(torch.nn.Module):
     """``elbo(model, guide)``: an ``nn.Module`` whose forward is the differentiable loss.
 
-    ``parameters()`` yields the ParamStore leaves that model and guide read (known
-    after the first forward) plus the parameters of model/guide if they are modules,
-    so plain ``torch.optim`` loops work.
+    Its own parameters are the ParamStore leaves that model and guide read (known after
+    the first forward), the very tensors the store holds, under their store names; the
+    parameters of model/guide, if they are modules, come under ``model.``/``guide.``.
+    So plain ``torch.optim`` loops, ``state_dict``/``load_state_dict`` and
+    ``DistributedDataParallel`` act on the ParamStore.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite.infer import Trace_ELBO
+    >>> pyrolite.clear_param_store()
+    >>> def model():
+    ...     pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(1.0))
+    >>> def guide():
+    ...     pyrolite.param("loc", torch.zeros(2))
+    >>> loss_fn = Trace_ELBO()(model, guide)
+    >>> _ = loss_fn()  # creates the params
+    >>> [(name, p is pyrolite.get_param_store().unconstrained(name))
+    ...  for name, p in loss_fn.named_parameters()]
+    [('loc', True)]
     """
 
     def __init__(self, model: Callable, guide: Callable, elbo: "ELBO"):
         super().__init__()
         self.model, self.guide, self.elbo = model, guide, elbo
         self._param_names: Dict[str, None] = {}
+        self._keys_loaded: List[str] = []
+        self.register_load_state_dict_pre_hook(_load_store_leaves)
+        self.register_load_state_dict_post_hook(_unmark_store_leaves_missing)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         """The differentiable loss. State the estimator keeps between steps (baselines'
@@ -70,22 +88,94 @@ class ELBOModule(torch.nn.Module):
         with ParamReadsMessenger() as reads:
             loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **kwargs)
         self._param_names.update(dict.fromkeys(reads.names))
+        self._refresh_params()
         self.elbo.after_update(None)
         return loss
 
-    def parameters(self, recurse: bool = True):
+    def _refresh_params(self) -> None:
+        """Make this module's own parameters the ParamStore leaves read so far, by name.
+
+        Forward, ``named_parameters`` and ``state_dict`` call it, so a leaf the store
+        replaced (``store[name] = value``, a clear) is picked up there; a wrapper built
+        earlier (an optimizer, ``DistributedDataParallel``) keeps the leaves it was given.
+        """
         store = get_param_store()
-        seen = set()
-        for leaf in store.leaves(list(self._param_names)):
-            if leaf is not None and id(leaf) not in seen:
-                seen.add(id(leaf))
-                yield leaf
-        for part in (self.model, self.guide):
-            if isinstance(part, torch.nn.Module):
-                for p in part.parameters(recurse):
-                    if id(p) not in seen:
-                        seen.add(id(p))
-                        yield p
+        owned = {id(p) for child in self.children() for p in child.parameters()}
+        names = list(self._param_names)
+        leaves = {}
+        for name, leaf in zip(names, store.leaves(names)):
+            if leaf is None or id(leaf) in owned:
+                continue  # gone from the store, or reported by model/guide under their names
+            if name not in self._parameters and hasattr(self, name):
+                raise ValueError(
+                    f"ELBOModule: param {name!r} has the name of an attribute of the module "
+                    "(model, guide or an nn.Module attribute), so it cannot be one of its "
+                    "parameters; rename the param"
+                )
+            leaves[name] = leaf
+        # Torch's own walks (an outer module's parameters(), DDP's broadcast, state_dict)
+        # read ``_parameters``; ``register_parameter`` would need an ``nn.Parameter``, a
+        # new tensor, so the store's plain leaves go in directly (as PyroModule does).
+        self._parameters.clear()
+        self._parameters.update(leaves)
+
+    def named_parameters(self, *args, **kwargs) -> Iterator[Tuple[str, torch.Tensor]]:
+        self._refresh_params()
+        return super().named_parameters(*args, **kwargs)
+
+    def state_dict(self, *args, **kwargs) -> Dict[str, Any]:
+        self._refresh_params()
+        return super().state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The leaves are the process's ParamStore, which does not travel with the module:
+        # an unpickled copy (a spawned worker) finds them in its own store on first use.
+        state = super().__getstate__()
+        state["_parameters"] = {}
+        return state
+
+
+def _load_store_leaves(
+    module: ELBOModule,
+    state_dict: Dict[str, Any],
+    prefix: str,
+    local_metadata: Dict[str, Any],
+    strict: bool,
+    missing_keys: List[str],
+    unexpected_keys: List[str],
+    error_msgs: List[str],
+) -> None:
+    """``load_state_dict`` pre-hook: write the store leaves' values in place.
+
+    The keys are taken out of ``state_dict`` so that torch neither assigns new tensors
+    (``assign=True``) nor reads a dotted store name (``"linear.weight"``) as a submodule;
+    the post-hook then drops them from the missing keys torch reports for that.
+    """
+    for name, leaf in module.named_parameters(recurse=False):
+        key = prefix + name
+        if key not in state_dict:
+            continue  # torch reports it missing
+        value = state_dict.pop(key)
+        module._keys_loaded.append(key)
+        if not isinstance(value, torch.Tensor):
+            error_msgs.append(f"param {key!r}: expected a tensor, got {type(value).__name__}")
+        elif value.shape != leaf.shape:
+            error_msgs.append(
+                f"size mismatch for {key}: copying a param with shape {tuple(value.shape)} "
+                f"from checkpoint, the shape in current model is {tuple(leaf.shape)}."
+            )
+        else:
+            with torch.no_grad():
+                leaf.copy_(value)
+
+
+def _unmark_store_leaves_missing(module: ELBOModule, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: the keys the pre-hook loaded are not missing."""
+    loaded = set(module._keys_loaded)
+    module._keys_loaded.clear()
+    incompatible_keys.missing_keys[:] = [
+        k for k in incompatible_keys.missing_keys if k not in loaded
+    ]
 
 
 class ELBO:

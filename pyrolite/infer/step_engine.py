@@ -2,7 +2,7 @@
 
 ::
 
-    collect the params read ─► gradients ─► hooks.reduce_grads ─► finite? (hooks.agree)
+    collect the params read ─► gradients ─► hooks.combine (reduce_grads; finite?; agree)
         ─► update (applied whole, or not at all) ─► hooks.after_update, elbo.after_update
 
 ``EagerStep`` runs it with torch's optimizers; ``CompiledStep``
@@ -15,7 +15,7 @@ of steps instead of per step, with the same "nothing applied" guarantee.
 import signal
 import threading
 from contextlib import contextmanager
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,8 +27,11 @@ from ..poutine.param_reads_messenger import ParamReadsMessenger
 class StepHooks:
     """Points of every step where other parts plug in; all no-ops here.
 
-    Subclass and pass ``SVI(..., hooks=MyHooks())``. A compiled step with a hook that
-    reduces gradients runs as two graphs (gradients; update) with the hook between.
+    Subclass and pass ``SVI(..., hooks=MyHooks())``. Override ``reduce_grads`` and
+    ``agree`` for the simple cases, or ``combine`` to see the whole step (loss, gradients
+    and the params' names) at once, e.g. to all-reduce it in one message
+    (:class:`~pyrolite.infer.distributed.DistributedSVI`). A compiled step with such a
+    hook runs as two graphs (gradients; update) with the hook between.
     """
 
     def reduce_grads(self, grads: List[Optional[torch.Tensor]]) -> None:
@@ -38,16 +41,26 @@ class StepHooks:
         """The step's finite verdict (a bool tensor) as every participant must see it."""
         return ok
 
+    def combine(
+        self, loss: torch.Tensor, grads: List[Optional[torch.Tensor]], names: List[str]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The step as every participant must see it: ``(loss, ok)``, the gradients of
+        the params ``names`` reduced in place (None: no gradient) and ``ok`` the finite
+        verdict. This one calls ``reduce_grads``, then ``agree`` on the verdict."""
+        self.reduce_grads(grads)
+        return loss, self.agree(finite_verdict(loss, grads))
+
     def after_update(self, applied: Optional[torch.Tensor]) -> None:
         """After the update; ``applied`` is None (applied) or a bool tensor (see ELBO)."""
 
     @property
-    def reduces_grads(self) -> bool:
-        return type(self).reduce_grads is not StepHooks.reduce_grads
-
-    @property
-    def agrees(self) -> bool:
-        return type(self).agree is not StepHooks.agree
+    def combines(self) -> bool:
+        """Whether a step must go through ``combine`` (it or a method it calls is
+        overridden): the compiled step then splits at it."""
+        return any(
+            getattr(type(self), name) is not getattr(StepHooks, name)
+            for name in ("reduce_grads", "agree", "combine")
+        )
 
 
 def finite_verdict(loss: torch.Tensor, grads) -> torch.Tensor:
@@ -230,10 +243,12 @@ class EagerStep:
             named = [(n, p) for n, p in named if p is not None]
             params = [p for _, p in named]
             grads = [p.grad for p in params]
-            if svi.hooks.reduces_grads:
-                svi.hooks.reduce_grads(grads)
-            ok = svi.hooks.agree(finite_verdict(loss, grads))
-            if ledger is None and not stable_update and not svi.hooks.agrees:
+            combines = svi.hooks.combines
+            if combines:
+                loss, ok = svi.hooks.combine(loss, grads, [n for n, _ in named])
+            else:
+                ok = finite_verdict(loss, grads)
+            if ledger is None and not stable_update and not combines:
                 # step() reads the loss now anyway: read the verdict with it, in one transfer.
                 both = torch.stack([loss.detach().reshape(()).double(), ok.double()]).cpu()
                 loss, ok = both[0], bool(both[1])

@@ -72,6 +72,7 @@ class ParamStoreDict:
         self._name_by_id: Dict[int, str] = {}  # id(leaf) -> name, for optimizers
         self._prefix = ""  # active name scope, "outer/inner/" or ""
         self._clears = 0
+        self._installs = 0
 
     # ------------------------------------------------------------------ hot path
 
@@ -195,6 +196,12 @@ class ParamStoreDict:
         self._entries.clear()
         self._name_by_id.clear()
         self._clears += 1
+
+    @property
+    def install_count(self) -> int:
+        """How many leaves were installed (a param created, replaced or loaded): what
+        was read before is still what is read while it is unchanged."""
+        return self._installs
 
     @property
     def clear_count(self) -> int:
@@ -459,6 +466,7 @@ class ParamStoreDict:
         old = self._entries.get(name)
         if old is not None:
             self._name_by_id.pop(id(old.leaf), None)
+        self._installs += 1
         entry = _Entry(leaf, constraint, transform, loaded)
         if transform is None:
             leaf.unconstrained = entry.ref

@@ -17,6 +17,7 @@ import torch
 from .enum_messenger import EnumMessenger
 from .messenger import Messenger
 from .runtime import _STACK, Message, apply_stack, new_message
+from .shard_messenger import PlateShard, active_shard, take_part
 
 
 def _plate_int(name: str, what: str, value) -> int:
@@ -109,13 +110,16 @@ class _Subsample:
     batch_shape = torch.Size()
     event_shape = torch.Size([1])
 
-    def __init__(self, size: int, subsample_size: int, device=None):
+    def __init__(self, size: int, subsample_size: int, device=None, shard=None):
         self.size, self.subsample_size, self.device = size, subsample_size, device
+        self.shard: Optional[PlateShard] = shard  # this process's part of the draw, if any
 
     def __call__(self) -> torch.Tensor:
         if self.subsample_size >= self.size:
-            return torch.arange(self.size, device=self.device)
-        return torch.randperm(self.size, device=self.device)[: self.subsample_size]
+            indices = torch.arange(self.size, device=self.device)
+        else:
+            indices = torch.randperm(self.size, device=self.device)[: self.subsample_size]
+        return indices if self.shard is None else take_part(indices, self.shard)
 
     sample = __call__
 
@@ -184,6 +188,8 @@ class PlateMessenger(Messenger):
         self._indices: Optional[torch.Tensor] = None
         self._counter = 0
         self._scale = size / self.subsample_size if self.subsample_size else 1.0
+        # As asked for; a data-parallel shard (shard_messenger) narrows the two above.
+        self._batch, self._batch_scale = self.subsample_size, self._scale
         self._frame: Optional[CondIndepStackFrame] = None
 
     # --- indices -----------------------------------------------------------------
@@ -194,14 +200,32 @@ class PlateMessenger(Messenger):
         return self._user_subsample
 
     def _draw_indices(self) -> torch.Tensor:
+        self.subsample_size, self._scale = self._batch, self._batch_scale
+        sharder = active_shard() if _STACK else None
+        shard = None
+        if sharder is not None:
+            draws = self._user_subsample is None and self._batch < self.size
+            shard = sharder.plate_shard(self.name, self.size, self._batch, draws, self.size == -1)
+        if shard is None:
+            return self._draw_batch(None)
+        if shard.take is None:  # each process holds its own part of the data
+            self._scale = self._batch_scale * shard.scale
+            return self._draw_batch(None)
+        indices = self._draw_batch(shard)
+        self.subsample_size, self._scale = int(indices.shape[0]), shard.scale
+        return indices
+
+    def _draw_batch(self, shard: Optional[PlateShard]) -> torch.Tensor:
+        """The step's indices (this process's part of them, given a ``shard``)."""
         if self._user_subsample is not None:
-            return self._user_subsample
+            return self._user_subsample if shard is None else take_part(self._user_subsample, shard)
         if self.size == -1:
             return None
-        if self.subsample_size == self.size:
+        if self._batch == self.size:
             # A full plate has no randomness: no subsample site is recorded.
-            return _full_indices(self.size, self.device)
-        fn = _Subsample(self.size, self.subsample_size, self.device)
+            indices = _full_indices(self.size, self.device)
+            return indices if shard is None else take_part(indices, shard)
+        fn = _Subsample(self.size, self._batch, self.device, shard)
         if not _STACK:
             return fn()
         msg = new_message("sample", self.name, fn, infer={"_subsample": True})
