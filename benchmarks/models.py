@@ -102,11 +102,16 @@ def score_function_coin(backend: Backend, baseline: bool) -> Tuple[Callable, Cal
     return model, guide
 
 
-def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]:
+def regression(
+    backend: Backend, num_features: int, index_by_plate: bool = False
+) -> Tuple[Callable, Callable]:
     """W2/W3/W6: Bayesian linear regression and a mean-field guide over unconstrained latents.
 
     Every param gets its own init array: Pyro may keep an unconstrained init tensor as the param
-    itself, so two params must never share one.
+    itself, so two params must never share one. ``index_by_plate``: the model reads the rows of
+    ``x`` and ``y`` by the data plate's indices (``x[idx]``, ``y[idx]``), as a plate that
+    ``DistributedSVI(shard_plates=["data"])`` splits needs (``benchmarks.distributed``); the
+    same model otherwise.
     """
     ppl, dist, positive = backend.ppl, backend.dist, backend.constraints.positive
     scalar, full, const = backend.scalar, backend.full, backend.const
@@ -126,6 +131,11 @@ def regression(backend: Backend, num_features: int) -> Tuple[Callable, Callable]
         alpha = ppl.sample("alpha", dist.Normal(*alpha_prior))
         beta = ppl.sample("beta", dist.Normal(beta_prior_loc, 10.0).to_event(1))
         sigma = ppl.sample("sigma", dist.HalfNormal(sigma_prior_scale))
+        if index_by_plate:
+            with ppl.plate("data", x.shape[0]) as idx:
+                mu = linear_predictor(x[idx], alpha, beta)
+                ppl.sample("y", dist.Normal(mu, sigma), obs=y[idx])
+            return
         mu = linear_predictor(x, alpha, beta)
         with ppl.plate("data", x.shape[0]):
             ppl.sample("y", dist.Normal(mu, sigma), obs=y)

@@ -1,9 +1,10 @@
 """Render ``RESULTS.md``: machine header, method, one table per workload, the issue targets.
 
-The CPU section comes from ``results.json``, then a GPU section from ``results-cuda.json``, each
-where present; a run with ``--malloc both`` adds an allocator table to its section, and a
-workload with steps-to-converge results (the JSON file's ``convergence`` list) a table of them
-after its timing table.
+The CPU section comes from ``results.json``, then the data-parallel section from
+``results-distributed.json`` (``python -m benchmarks.distributed``), then a GPU section from
+``results-cuda.json``, each where present; a run with ``--malloc both`` adds an allocator table
+to its section, and a workload with steps-to-converge results (the JSON file's ``convergence``
+list) a table of them after its timing table.
 ``python -m benchmarks.report [DIR]`` re-renders ``DIR/RESULTS.md`` (default ``benchmarks/``) from
 the JSON files alone, e.g. after fetching ``results-cuda.json`` from a GPU machine.
 """
@@ -657,6 +658,168 @@ def gpu_lines(rows: List[dict], settings: dict, convergence: List[dict] | None =
     return lines
 
 
+DISTRIBUTED_METHOD = """\
+`python -m benchmarks.distributed{flags}` (see `benchmarks/README.md`); raw numbers in
+`benchmarks/results-distributed.json`. W6's data (N = {num_data:,}), model, guide, Adam and
+`Trace_ELBO`, on the machine of the CPU section above, run these ways:
+
+* **Processes and threads.** Each row runs in fresh processes (`python -m benchmarks.distributed
+  --worker`), one per rank, with the suite's worker environment (one thread, `--malloc steady`);
+  the 2-process rows join a gloo group over `tcp://127.0.0.1` (`GLOO_SOCKET_IFNAME=lo`), one torch
+  thread each; the 2-thread row sets `OMP_NUM_THREADS=2` and `torch.set_num_threads(2)`. Every
+  process draws the W6 data (torch seed 42); with `local_plates` each keeps its half
+  (`tensor_split`), with `shard_plates` all of it.
+* **Rounds and blocks** as in the main suite: a round runs every row once in a shuffled order,
+  {rounds} round(s); within a run, build + first step (*first step ms*), one untimed warm-up
+  block, then {blocks} timed blocks of {block_steps} steps (`measure.time_blocks`), µs/step the
+  median over blocks (rank 0's; both ranks wait for each other every step). Each figure is the
+  median over rounds. *Rows/s* is N / µs per step; *× 1 process* divides by the 1-process,
+  1-thread `SVI` row of the same run.
+* **Correctness.** After the timed blocks (the same {steps} steps from `set_rng_seed({seed})` in
+  every row), every rank's unconstrained params are compared with the 1-process row's of the same
+  round: a row whose params differ by more than {atol:g} + {rtol:g}·|ref| in any element is marked
+  **failed**. The two ranks' params are compared with each other too (they must be identical).
+* **All-reduce overhead**, measured in the same 2 processes after the timed blocks, two ways:
+  (1) *instrumented*: {instrumented} more blocks of steps with `AllReduceHooks.combine` timed as a
+  whole and `torch.distributed.all_reduce` as `pyrolite.infer.distributed` calls it timed per
+  buffer (the 16-byte int64 header over the gloo group, then the one flat buffer of gradients +
+  loss + per-rank verdicts); *all-reduce* is header + flat per step, *combine local* the rest of
+  `combine` (layout and digest, new-param check, finite verdict, `cat`, the averaged copy-back).
+  A collective's time includes any wait for the other rank to reach it (load imbalance), so the
+  table gives the mean of the two ranks' medians and the per-rank figures in the notes.
+  (2) *collectives alone*: after a barrier, {reps} back-to-back pairs of the same two
+  all-reduces (same groups, dtypes and sizes) with no compute between: their latency on this
+  machine without any waiting.
+"""
+
+
+def distributed_lines(raw: dict) -> List[str]:
+    """The *Data-parallel* section from ``results-distributed.json``'s contents."""
+    settings, rows = raw["settings"], raw["rows"]
+    env = settings.get("env") or {}
+    flags = " --quick" if settings.get("quick") else ""
+    if settings["num_data"] != 1_000_000:
+        flags += f" --num-data {settings['num_data']}"
+    tolerance = settings["params_tolerance"]
+    steps = next((r["steps"] for r in rows if r.get("steps")), "the")
+    lines = [
+        f"## Data-parallel ({settings['workload']}, 2 processes)",
+        "",
+        f"* Date: {env.get('date', '?')}; mode: **{'quick' if settings['quick'] else 'full'}**; "
+        f"wall time {settings['wall_s']:.0f} s",
+        f"* Machine: {env.get('machine', '?')}",
+        "",
+        DISTRIBUTED_METHOD.format(
+            flags=flags,
+            num_data=settings["num_data"],
+            rounds=settings["rounds"],
+            blocks=settings["blocks"],
+            block_steps=settings["block_steps"],
+            steps=steps,
+            seed=settings["seed"],
+            atol=tolerance["atol"],
+            rtol=tolerance["rtol"],
+            instrumented=settings["instrumented_blocks"],
+            reps=settings["collective_reps"],
+        ),
+    ]
+    lines += distributed_target_lines(raw) + [""]
+    lines += [
+        "| config | processes × threads | rows per process | µs/step median | rows/s | "
+        "× 1 process | first step ms | params vs 1 process (max abs diff) | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        held = settings["num_data"] // row["processes"] if row["plates"] == "local" else None
+        held = held or settings["num_data"]
+        lines.append(
+            f"| {row['label']} (`{row['key']}`) | {row['processes']} × {row['threads']} | "
+            f"{held:,} | {_fmt(row['us_per_step'])} | {_fmt(row['rows_per_s'])} | "
+            f"{_fmt_ratio(row.get('throughput_ratio'))} | {_fmt(row['first_step_ms'], 1)} | "
+            f"{_params_check(row, settings)} | {_distributed_notes(row)} |"
+        )
+    lines += [""]
+    parallel = [r for r in rows if r.get("allreduce_us") is not None]
+    if parallel:
+        lines += [
+            "All-reduce overhead per step (µs; mean of the two ranks' medians over the "
+            "instrumented steps, then the median over rounds):",
+            "",
+            "| config | all-reduce (header + flat) | header | flat buffer | combine local | "
+            "combine total | step (instrumented) | collectives alone | per rank |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in parallel:
+            per_rank = row["per_rank"]
+            ranks = "; ".join(
+                f"rank {k}: all-reduce {_fmt(a)}, combine {_fmt(c)}"
+                for k, (a, c) in enumerate(zip(per_rank["allreduce_us"], per_rank["combine_us"]))
+            )
+            lines.append(
+                f"| `{row['key']}` | {_fmt(row['allreduce_us'])} | {_fmt(row['header_us'])} | "
+                f"{_fmt(row['flat_us'])} ({row['flat_numel']} × {row['flat_dtype']}) | "
+                f"{_fmt(row['local_us'])} | {_fmt(row['combine_us'])} | {_fmt(row['step_us'])} | "
+                f"{_fmt(row['collectives_alone_us'])} | {ranks} |"
+            )
+        lines += [""]
+    return lines
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _params_check(row: dict, settings: dict) -> str:
+    if row["key"] == settings["reference"]:
+        return "reference"
+    if row.get("params_ok") is None:
+        return "not checked"
+    diff = f"{row['params_max_abs_diff']:.2g}"
+    if row.get("ranks_max_abs_diff") is not None:
+        diff += f"; ranks differ by {row['ranks_max_abs_diff']:.2g}"
+    return ("equal" if row["params_ok"] else "**differ**") + f" ({diff})"
+
+
+def _distributed_notes(row: dict) -> str:
+    parts = [f"**{row['status']}**"] if row["status"] != "ok" else []
+    parts += [_cell(error) for error in row["errors"]]
+    if row.get("note"):
+        parts.append(row["note"])
+    spread = row["us_per_step_rounds"]
+    if len(spread) > 1:
+        parts.append(f"rounds {min(spread):,.0f}–{max(spread):,.0f} µs")
+    if row.get("steps"):
+        parts.append(f"{row['steps']} steps")
+    return "; ".join(parts)
+
+
+def distributed_target_lines(raw: dict) -> List[str]:
+    target = raw["settings"]["target"]
+    by_key = {r["key"]: r for r in raw["rows"]}
+    mine, ref = by_key.get(target["row"]), by_key.get(target["reference"])
+    if not mine or not ref or mine.get("rows_per_s") is None or not ref.get("rows_per_s"):
+        errors = [e for r in (mine, ref) if r for e in r["errors"]]
+        why = _cell("; ".join(errors)) if errors else "not measured"
+        return [f"- [ ] {target['text']}: {why}"]
+    ratio = mine["rows_per_s"] / ref["rows_per_s"]
+    correct = mine.get("params_ok") is True
+    met = ratio >= target["min_ratio"] and correct
+    text = (
+        f"- [{'x' if met else ' '}] {target['text']}: `{target['row']}` / `{target['reference']}` "
+        f"throughput {_fmt(mine['rows_per_s'])} / {_fmt(ref['rows_per_s'])} rows/s = "
+        f"{ratio:.2f}× (target ≥ {target['min_ratio']:.3g}×)"
+    )
+    if mine.get("allreduce_us") is not None:
+        text += (
+            f"; all-reduce overhead {_fmt(mine['allreduce_us'])} µs/step (collectives alone "
+            f"{_fmt(mine['collectives_alone_us'])} µs)"
+        )
+    if not correct:
+        failed = mine.get("params_ok") is False
+        text += "; **params differ from the 1-process run's**" if failed else "; params not checked"
+    return [text]
+
+
 def write_report(
     path: Path,
     rows: List[dict],
@@ -664,11 +827,15 @@ def write_report(
     gpu: dict | None = None,
     env: dict | None = None,
     convergence: List[dict] | None = None,
+    distributed: dict | None = None,
 ) -> None:
     """Write ``RESULTS.md``: the CPU section from ``rows``/``settings`` (and the steps-to-converge
-    rows ``convergence``), then the GPU section from ``gpu`` (the raw ``results-cuda.json``
-    contents) when given."""
+    rows ``convergence``), the data-parallel section from ``distributed`` (the raw
+    ``results-distributed.json`` contents), then the GPU section from ``gpu`` (the raw
+    ``results-cuda.json`` contents), each when given."""
     lines = cpu_lines(rows, settings, env, convergence) if rows is not None else []
+    if distributed is not None:
+        lines += distributed_lines(distributed)
     if gpu is not None:
         lines += gpu_lines(gpu["rows"], gpu["settings"], gpu.get("convergence"))
     path.write_text("\n".join(lines))
@@ -676,6 +843,8 @@ def write_report(
 
 # Where each device's raw results go, in the output folder.
 RESULT_FILES = {"cpu": "results.json", "cuda": "results-cuda.json"}
+# The data-parallel benchmark's (``python -m benchmarks.distributed``).
+DISTRIBUTED_FILE = "results-distributed.json"
 
 
 def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
@@ -688,7 +857,10 @@ def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
     for device, name in RESULT_FILES.items():
         if (folder / name).exists():
             loaded[device] = json.loads((folder / name).read_text())
-    if not loaded:
+    distributed = None
+    if (folder / DISTRIBUTED_FILE).exists():
+        distributed = json.loads((folder / DISTRIBUTED_FILE).read_text())
+    if not loaded and distributed is None:
         return None
     cpu = loaded.get("cpu")
     env = None
@@ -701,8 +873,9 @@ def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
         gpu=loaded.get("cuda"),
         env=env,
         convergence=cpu.get("convergence") if cpu else None,
+        distributed=distributed,
     )
-    sources = ", ".join(RESULT_FILES[d] for d in loaded)
+    sources = ", ".join([RESULT_FILES[d] for d in loaded] + [DISTRIBUTED_FILE] * bool(distributed))
     return f"{markdown} (from {sources})"
 
 

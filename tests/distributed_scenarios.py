@@ -184,8 +184,9 @@ def scenario_mismatch(rank, world, outdir):
 def scenario_nonfinite(rank, world, outdir):
     """Rank 1's data turns NaN at the third step: no process may apply that step."""
     x, y = regression_data()
-    svi = DistributedSVI(make_model("own"), make_guide(), Adam({"lr": 0.05}), Trace_ELBO(),
-                         local_plates=["data"])
+    svi = DistributedSVI(
+        make_model("own"), make_guide(), Adam({"lr": 0.05}), Trace_ELBO(), local_plates=["data"]
+    )
     x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
     bad = y.clone()
     bad[0] = float("nan")
@@ -196,6 +197,42 @@ def scenario_nonfinite(rank, world, outdir):
             svi.step(x, bad if (rank == 1 and step == 2) else y)
     finally:
         record(outdir, rank, {"steps": svi.step_count, "before": before, "after": store_state()})
+
+
+def scenario_skip(rank, world, outdir):
+    """``fit(stable_update=True)``: rank 1's third step is not finite; every rank skips it."""
+    x, y = regression_data()
+    model = make_model("subsample")
+
+    def model_nan_once(x, y):
+        if rank == 1 and svi.step_count + svi.skipped_steps == 2:
+            y = y * float("nan")
+        return model(x, y)
+
+    pyrolite.enable_validation(False)  # a NaN observation then reaches the loss, unnamed
+    svi = DistributedSVI(model_nan_once, make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
+    result = svi.fit(6, x, y, progress_bar=False, stable_update=True)
+    return {
+        "steps": svi.step_count,
+        "skipped": svi.skipped_steps,
+        "losses": torch.as_tensor(result.losses),
+        "state": store_state(),
+    }
+
+
+def scenario_dies(rank, world, outdir):
+    """Rank 1's process dies (no exception, no goodbye) at the third step."""
+    x, y = regression_data()
+    model = make_model("subsample")
+
+    def dying_model(x, y):
+        if rank == 1 and svi.step_count == 2:
+            os._exit(3)
+        return model(x, y)
+
+    svi = DistributedSVI(dying_model, make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(5):
+        svi.step(x, y)
 
 
 def scenario_checkpoint(rank, world, outdir):
@@ -219,7 +256,15 @@ def record(outdir, rank, result):
 
 
 def main(argv):
-    scenario, rank, world, port, outdir = argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5]
+    run(argv[1], int(argv[2]), int(argv[3]), argv[4], argv[5])
+
+
+def spawned(rank, scenario, world, port, outdir):
+    """The entry point for ``torch.multiprocessing.spawn`` (which passes the rank first)."""
+    run(scenario, rank, world, port, outdir)
+
+
+def run(scenario, rank, world, port, outdir):
     torch.set_num_threads(1)
     pyrolite.enable_validation(True)
     dist.init_process_group(

@@ -4,6 +4,7 @@ from . import autoguide
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .compiled_step import CompiledStep
 from .discrete import infer_discrete
+from .distributed import DistributedSVI
 from .elbo import ELBO, ELBOModule
 from .enum import config_enumerate
 from .export import export_guide
@@ -30,6 +31,7 @@ from .util import zero_grads
 __all__ = [
     "CompileInfo",
     "CompiledStep",
+    "DistributedSVI",
     "EagerStep",
     "ELBO",
     "ELBOModule",

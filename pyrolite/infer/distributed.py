@@ -71,7 +71,7 @@ class AllReduceHooks(StepHooks):
         #: The ranks whose own step was not finite at the latest combine (device tensor).
         self.failed_ranks: Optional[torch.Tensor] = None
         self.header_sent = False
-        self._synced: Dict[str, "weakref.ref"] = {}
+        self._synced: Dict[str, weakref.ref] = {}
 
     # ------------------------------------------------------------------ the header
 
@@ -138,8 +138,9 @@ class AllReduceHooks(StepHooks):
         layout += [("state", n, tuple(v.shape), str(v.dtype), True) for n, v in pending.items()]
         self.send_header(_OK, layout)
         new = [
-            (n, p) for n, p in zip(names, leaves) if (ref := self._synced.get(n)) is None
-            or ref() is not p
+            (n, p)
+            for n, p in zip(names, leaves)
+            if (ref := self._synced.get(n)) is None or ref() is not p
         ]
         if new:
             self.take_from_rank0([p for _, p in new])
@@ -191,7 +192,6 @@ class AllReduceHooks(StepHooks):
                 for p in group:
                     p.copy_(flat[offset : offset + p.numel()].view_as(p))
                     offset += p.numel()
-
 
 
 def global_rank0(group) -> int:
@@ -259,7 +259,9 @@ class DistributedSVI(SVI):
     def take_rng_from_rank0(self) -> None:
         """Set every process's RNG streams to rank 0's (all draw alike from here on)."""
         state = [get_rng_state() if self.rank == 0 else None]
-        dist.broadcast_object_list(state, src=global_rank0(self.header_group), group=self.header_group)
+        dist.broadcast_object_list(
+            state, src=global_rank0(self.header_group), group=self.header_group
+        )
         set_rng_state(state[0])
 
     def _step(self, args, kwargs, stable_update, ledger=None):

@@ -271,6 +271,14 @@ class ELBO:
     def __call__(self, model: Callable, guide: Callable) -> ELBOModule:
         return ELBOModule(model, guide, self)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # The latest estimate's traces and (model, guide, args, kwargs) hold its autograd
+        # graph and wrapped closures: scratch of that step, which a pickle (a spawned
+        # worker's copy) does not need and could not carry.
+        state = self.__dict__.copy()
+        state["last_traces"] = state["_program"] = None
+        return state
+
     @property
     def vectorized(self) -> bool:
         """Whether particles are drawn at once, in one plate (more than one particle)."""

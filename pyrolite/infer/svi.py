@@ -25,6 +25,16 @@ from .elbo import ELBO
 from .step_engine import EagerStep, StepHooks, StepLedger, nonfinite_grads
 
 CHECKPOINT_FORMAT = "pyrolite.svi.checkpoint"
+
+
+def _is_device_mismatch(e: RuntimeError) -> bool:
+    """Whether torch raised ``e`` for tensors on different devices."""
+    text = str(e)
+    return "device" in text and any(
+        m in text for m in ("same device", "expected device", "different from other tensors")
+    )
+
+
 CHECKPOINT_VERSION = 1
 
 
@@ -195,8 +205,39 @@ class SVI(TracePosterior):
                 if loss is not None:
                     return loss
             return self._eager(args, kwargs, stable_update, ledger)
+        except RuntimeError as e:
+            if not _is_device_mismatch(e):
+                raise
+            raise self.device_error(e, args, kwargs) from e
         finally:
             self._step_args = None
+
+    def device_error(self, error: Exception, args, kwargs) -> ValueError:
+        """The error for tensors of a step met on different devices: which devices the
+        data and the params read so far are on, and the fix."""
+        data: Dict[str, str] = {}
+        for where, value in [
+            *((f"argument {i}", a) for i, a in enumerate(args)),
+            *((f"argument {k!r}", v) for k, v in kwargs.items()),
+        ]:
+            if isinstance(value, torch.Tensor):
+                data[where] = str(value.device)
+        store = get_param_store()
+        names = self._eager.param_names
+        params = {n: str(p.device) for n, p in zip(names, store.leaves(names)) if p is not None}
+        data_devices = sorted(set(data.values()))
+        off = {n: d for n, d in params.items() if d not in data_devices}
+        shown = ", ".join(f"{w} on {d}" for w, d in data.items()) or "no tensor arguments"
+        if off:
+            where = ", ".join(f"param '{n}' on {d}" for n, d in off.items())
+        else:
+            where = ", ".join(f"param '{n}' on {d}" for n, d in params.items()) or "no params"
+        return ValueError(
+            f"SVI step {self.step_count}: tensors on different devices met ({error}). The "
+            f"data: {shown}; {where}. Create params on the data's device (e.g. "
+            "pyrolite.param('w', torch.zeros(2, device=x.device))), or move the data and "
+            "the model with .to(device). Nothing of the step was applied."
+        )
 
     def nonfinite_error(self, loss: float, bad_grads: Optional[List[str]] = None) -> Exception:
         """The error for a step that was not applied: a ``ValueError`` naming the site where

@@ -23,6 +23,7 @@ from .handlers import (
     replay,
     scale,
     seed,
+    shard,
     substitute,
     trace,
     uncondition,
@@ -39,6 +40,7 @@ from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
 from .scale_messenger import ScaleMessenger
 from .seed_messenger import SeedMessenger
+from .shard_messenger import ShardMessenger
 from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
@@ -48,10 +50,10 @@ __all__ = [
     "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
     "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",
     "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "ParamLeavesMessenger",
-    "ParamReadsMessenger", "PlateMessenger",
-    "ReplayMessenger", "ScaleMessenger", "SeedMessenger", "SubstituteMessenger", "Trace",
+    "ParamReadsMessenger", "PlateMessenger", "ReplayMessenger", "ScaleMessenger",
+    "SeedMessenger", "ShardMessenger", "SubstituteMessenger", "Trace",
     "TraceHandler", "TraceMessenger", "UnconditionMessenger", "am_i_wrapped", "apply_stack",
     "block", "broadcast", "condition", "do", "effectful", "enable_validation", "enum",
     "escape", "get_mask", "infer_config", "lift", "markov", "mask", "queue", "replay",
-    "runtime", "scale", "seed", "substitute", "trace", "uncondition",
+    "runtime", "scale", "seed", "shard", "substitute", "trace", "uncondition",
 ]  # fmt: skip

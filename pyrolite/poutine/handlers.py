@@ -23,6 +23,7 @@ from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit
 from .scale_messenger import ScaleMessenger
 from .seed_messenger import SeedMessenger
+from .shard_messenger import ShardMessenger
 from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
@@ -103,6 +104,15 @@ def scale(fn=None, scale=1.0):
 def mask(fn=None, mask=None):
     """Zero log-probs where ``mask`` is False."""
     return _handler("mask", MaskMessenger, fn, mask=mask)
+
+
+def shard(fn=None, rank: int = 0, world_size: int = 1, split=None, local=()):
+    """Data-parallel plates: this process's part of the data (see ``ShardMessenger``).
+
+    ``DistributedSVI`` applies it for you; wrap model and guide yourself for a plain torch
+    loop (e.g. under ``DistributedDataParallel``).
+    """
+    return _handler("shard", ShardMessenger, fn, rank, world_size, split=split, local=local)
 
 
 def seed(fn=None, rng_seed: int = 0):

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 
+import distributed_scenarios as sc
 import pytest
 import torch
 
-import distributed_scenarios as sc
 import pyrolite
 import pyrolite.distributions as dist
 from pyrolite.infer import SVI, Trace_ELBO
@@ -173,6 +173,25 @@ def test_fit_on_two_processes_equals_fit_on_one(tmp_path):
         assert_states_equal(r["state"], sc.store_state())
 
 
+def test_fit_under_torch_multiprocessing_spawn(tmp_path):
+    context = torch.multiprocessing.spawn(
+        sc.spawned, args=("fit", 2, free_port(), str(tmp_path)), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + 150
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                p.kill()
+            pytest.fail("spawned processes did not finish in 150 s")
+    pyrolite.set_rng_seed(sc.SEED)
+    x, y = sc.regression_data()
+    svi = SVI(sc.make_model("subsample"), sc.make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
+    one = svi.fit(12, x, y, progress_bar=False)
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        torch.testing.assert_close(result["losses"], torch.as_tensor(one.losses), rtol=1e-5, atol=0)
+
+
 def test_a_rank_that_raises_ends_the_run_on_every_rank_with_its_error(tmp_path):
     started = time.monotonic()
     codes, results, errors = run_ranks("raises", tmp_path, timeout=90)
@@ -204,6 +223,23 @@ def test_a_step_not_finite_on_one_rank_is_applied_on_none(tmp_path):
     for r in results:
         assert r["steps"] == 2
         assert_states_equal(r["before"], r["after"], atol=0)
+
+
+def test_stable_update_skips_a_step_on_every_rank_when_one_rank_is_not_finite(tmp_path):
+    codes, results, errors = run_ranks("skip", tmp_path)
+    assert codes == [0, 0], errors
+    for r in results:
+        assert (r["steps"], r["skipped"]) == (5, 1)
+        assert torch.isnan(r["losses"][2]) and torch.isfinite(r["losses"][[0, 1, 3, 4, 5]]).all()
+    assert_states_equal(results[0]["state"], results[1]["state"], atol=0)
+
+
+def test_a_rank_that_dies_ends_the_run_within_bounded_time(tmp_path):
+    started = time.monotonic()
+    codes, results, errors = run_ranks("dies", tmp_path, timeout=90)
+    assert codes[1] == 3 and codes[0] != 0
+    assert errors[0] is not None  # rank 0 raised (the connection to rank 1 closed)
+    assert time.monotonic() - started < 60
 
 
 def test_checkpoints_move_between_one_and_two_processes(tmp_path):

@@ -110,3 +110,24 @@ def test_a_reused_valid_observation_costs_no_check():
         svi.step(data)
     elbo.loss_and_surrogate(bernoulli_model, lambda data: None, (data,), {})
     assert elbo.validation_failure() is None and not elbo._checks  # nothing to check again
+
+
+def test_params_and_data_on_different_devices_are_named_with_both_devices():
+    # The meta device stands in for a GPU: torch refuses to mix it with the CPU alike.
+    def model(x):
+        w = pyro.sample("w", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        pyro.factor("fit", (w * x).sum())
+
+    def device_guide(x):
+        loc = pyro.param("loc", torch.zeros(3))  # created on the CPU (0-dim would mix)
+        pyro.sample("w", dist.Normal(loc, 1.0).to_event(1))
+
+    svi = SVI(model, device_guide, Adam({"lr": 0.1}), Trace_ELBO())
+    x = torch.ones(3, device="meta")
+    for _ in range(2):  # on every step, not only the first
+        with pytest.raises(ValueError) as info:
+            svi.step(x)
+        message = str(info.value)
+        assert "argument 0 on meta" in message and "param 'loc' on cpu" in message
+        assert "device=x.device" in message
+    assert svi.step_count == 0
