@@ -10,6 +10,7 @@ import datetime
 import os
 import sys
 import traceback
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -126,16 +127,23 @@ def distributed_run(config: str, rank: int, world: int):
         extra = {"local_plates": ["data"]}
     elif kind == "full":
         extra = {"shard_plates": ["data"]}
-    svi = DistributedSVI(
-        make_model(kind),
-        make_guide(float(rank), score),  # rank-dependent init: rank 0's must win
-        Adam({"lr": 0.05}),
-        elbo_class(),
-        **extra,
-        **options,
-    )
-    losses, states = train(svi, x, y)
-    return {"losses": losses, "states": states, "elbo_state": svi.elbo.get_state()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        svi = DistributedSVI(
+            make_model(kind),
+            make_guide(float(rank), score),  # rank-dependent init: rank 0's must win
+            Adam({"lr": 0.05}),
+            elbo_class(),
+            **extra,
+            **options,
+        )
+        losses, states = train(svi, x, y)
+    return {
+        "losses": losses,
+        "states": states,
+        "elbo_state": svi.elbo.get_state(),
+        "warnings": [str(w.message) for w in caught if "DistributedSVI" in str(w.message)],
+    }
 
 
 # --- scenarios ---------------------------------------------------------------------------
@@ -150,7 +158,8 @@ def scenario_fit(rank, world, outdir):
     x, y = regression_data()
     svi = DistributedSVI(make_model("subsample"), make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
     result = svi.fit(12, x, y, progress_bar=False)
-    return {"losses": torch.as_tensor(result.losses), "state": store_state()}
+    evaluated = svi.evaluate_loss(x, y)
+    return {"losses": torch.as_tensor(result.losses), "state": store_state(), "eval": evaluated}
 
 
 def scenario_raises(rank, world, outdir):
@@ -197,6 +206,18 @@ def scenario_nonfinite(rank, world, outdir):
             svi.step(x, bad if (rank == 1 and step == 2) else y)
     finally:
         record(outdir, rank, {"steps": svi.step_count, "before": before, "after": store_state()})
+
+
+def scenario_forgot_local(rank, world, outdir):
+    """Each process holds its own rows, but ``local_plates`` is not passed."""
+    x, y = regression_data()
+    x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        svi = DistributedSVI(make_model("own"), make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
+        for _ in range(3):
+            svi.step(x, y)
+    return {"warnings": [str(w.message) for w in caught if "DistributedSVI" in str(w.message)]}
 
 
 def scenario_skip(rank, world, outdir):

@@ -33,7 +33,8 @@ class Delta(TorchDistribution):
         event_dim: int = 0,
         validate_args=None,
     ):
-        v = torch.as_tensor(v)
+        if not isinstance(v, torch.Tensor):  # a tensor stays on its device (whatever the
+            v = torch.as_tensor(v)  # default device), as torch.distributions keep params
         if event_dim > v.dim():
             raise ValueError(
                 f"Delta: event_dim={event_dim} exceeds v.dim()={v.dim()} (v.shape={tuple(v.shape)})"

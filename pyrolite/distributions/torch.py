@@ -125,7 +125,66 @@ Laplace = _wrap(torch.distributions.Laplace)
 
 LogNormal = compact.LogNormal
 LogisticNormal = _wrap(torch.distributions.LogisticNormal)
-LowRankMultivariateNormal = _wrap(torch.distributions.LowRankMultivariateNormal)
+
+
+class LowRankMultivariateNormal(_wrap(torch.distributions.LowRankMultivariateNormal)):
+    """``torch.distributions.LowRankMultivariateNormal`` whose capacitance
+    ``I + W.T @ inv(D) @ W`` is factored by ``torch.linalg.cholesky_ex`` when validation
+    is off: ``torch.linalg.cholesky`` reads its error flag on the host, a CUDA sync on
+    every construction (every step of ``AutoLowRankMultivariateNormal``). The capacitance
+    is positive definite for every positive ``D``; with validation on torch's checking
+    factorization is kept.
+    """
+
+    def __init__(self, loc, cov_factor, cov_diag, validate_args=None):
+        if loc.dim() < 1:
+            raise ValueError("loc must be at least one-dimensional.")
+        event_shape = loc.shape[-1:]
+        if cov_factor.dim() < 2:
+            raise ValueError(
+                "cov_factor must be at least two-dimensional, "
+                "with optional leading batch dimensions"
+            )
+        if cov_factor.shape[-2:-1] != event_shape:
+            raise ValueError(
+                f"cov_factor must be a batch of matrices with shape {event_shape[0]} x m"
+            )
+        if cov_diag.shape[-1:] != event_shape:
+            raise ValueError(f"cov_diag must be a batch of vectors with shape {event_shape}")
+        try:
+            loc_, self.cov_factor, cov_diag_ = torch.broadcast_tensors(
+                loc.unsqueeze(-1), cov_factor, cov_diag.unsqueeze(-1)
+            )
+        except RuntimeError as e:
+            raise ValueError(
+                f"Incompatible batch shapes: loc {loc.shape}, cov_factor {cov_factor.shape}, "
+                f"cov_diag {cov_diag.shape}"
+            ) from e
+        self.loc, self.cov_diag = loc_[..., 0], cov_diag_[..., 0]
+        self._unbroadcasted_cov_factor = cov_factor
+        self._unbroadcasted_cov_diag = cov_diag
+        validate = (
+            validate_args
+            if validate_args is not None
+            else torch.distributions.Distribution._validate_args
+        )
+        wt_dinv = cov_factor.mT / cov_diag.unsqueeze(-2)
+        capacitance = torch.matmul(wt_dinv, cov_factor)
+        m = cov_factor.size(-1)
+        capacitance = capacitance + torch.eye(m, dtype=capacitance.dtype, device=capacitance.device)
+        if validate:
+            self._capacitance_tril = torch.linalg.cholesky(capacitance)
+        else:
+            self._capacitance_tril = torch.linalg.cholesky_ex(capacitance).L
+        torch.distributions.Distribution.__init__(
+            self, self.loc.shape[:-1], event_shape, validate_args=validate_args
+        )
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(LowRankMultivariateNormal, _instance)
+        return super().expand(batch_shape, new)
+
+
 MixtureSameFamily = _wrap(torch.distributions.MixtureSameFamily)
 Multinomial = _wrap(torch.distributions.Multinomial)
 MultivariateNormal = _wrap(torch.distributions.MultivariateNormal)

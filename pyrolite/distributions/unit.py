@@ -31,7 +31,8 @@ class Unit(TorchDistribution):
         has_rsample: Optional[bool] = None,
         validate_args=None,
     ):
-        log_factor = torch.as_tensor(log_factor)
+        if not isinstance(log_factor, torch.Tensor):  # a tensor stays on its device
+            log_factor = torch.as_tensor(log_factor)
         self.log_factor = log_factor
         if has_rsample is not None:
             self.has_rsample = has_rsample

@@ -35,8 +35,11 @@ class TracePosterior:
         with torch.no_grad(), BlockMessenger():
             for trace, log_weight in self._traces(*args, **kwargs):
                 self.exec_traces.append(trace)
+                # A tensor keeps its dtype (a float64 model's weights stay float64).
                 self.log_weights.append(
-                    torch.as_tensor(log_weight, dtype=torch.get_default_dtype())
+                    log_weight.detach()
+                    if isinstance(log_weight, torch.Tensor)
+                    else torch.as_tensor(log_weight, dtype=torch.get_default_dtype())
                 )
                 self.chain_ids.append(0)
         return self

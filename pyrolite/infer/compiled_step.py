@@ -385,6 +385,11 @@ class CompiledStep:
         if defer:
             ledger.settle(applied)
             return finish_step(svi, loss, applied, ledger)
+        if ledger is None:
+            # step() reads the loss now anyway: read the verdict with it, in one transfer
+            # (as the eager step does), not in two.
+            both = torch.stack([loss.reshape(()).double(), applied.double()]).cpu()
+            loss, applied = both[0], bool(both[1])
         if rejected(svi, loss, applied, stable_update, ledger):
             return loss
         for slot in plan.slots:

@@ -38,8 +38,9 @@ every process.
 
 import datetime
 import hashlib
+import warnings
 import weakref
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -51,6 +52,18 @@ from .step_engine import StepHooks, finite_verdict
 from .svi import SVI
 
 _OK, _FAILED = 0, 1
+
+
+class _Plan(NamedTuple):
+    """A step layout's header (``layout``, ``digest``), the dtype its flat buffer is
+    sent in, the leaves to take from rank 0 before its first step, and (weakly) the
+    leaves it was made for: a param replaced since needs a new plan."""
+
+    layout: list
+    digest: int
+    dtype: torch.dtype
+    new_leaves: list
+    leaves: tuple
 
 
 class RankFailed(RuntimeError):
@@ -68,18 +81,19 @@ class AllReduceHooks(StepHooks):
         self.svi = svi
         self.group, self.header_group = svi.process_group, svi.header_group
         self.rank, self.world_size = svi.rank, svi.world_size
-        #: The ranks whose own step was not finite at the latest combine (device tensor).
+        #: Which ranks' own step was not finite at the latest combine: the sum of
+        #: ``2**rank`` over them (a device tensor; see ``ranks_failed``).
         self.failed_ranks: Optional[torch.Tensor] = None
         self.header_sent = False
         self._synced: Dict[str, weakref.ref] = {}
+        self._plans: Dict[tuple, _Plan] = {}
 
     # ------------------------------------------------------------------ the header
 
-    def send_header(self, status: int, layout: Sequence[Tuple[str, tuple, str]]) -> None:
-        """Exchange ``status`` and the digest of ``layout`` with every process; raise
+    def send_header(self, status: int, layout: Sequence[tuple], digest: int) -> None:
+        """Exchange ``status`` and the ``digest`` of ``layout`` with every process; raise
         what a process that failed raised, or name the first param that differs."""
         self.header_sent = True
-        digest = _digest(layout)
         header = torch.tensor([status, digest, -digest], dtype=torch.int64)
         dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
         worst, high, low = header.tolist()
@@ -87,6 +101,13 @@ class AllReduceHooks(StepHooks):
             raise self.gather_failure(None)
         if high != -low:
             raise self.layout_error(layout)
+
+    def send_failure(self, error: BaseException) -> None:
+        """Tell every process this one's step raised ``error`` (in place of its header)."""
+        self.header_sent = True
+        header = torch.tensor([_FAILED, 0, 0], dtype=torch.int64)
+        dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
+        self.gather_failure(error)
 
     def gather_failure(self, mine: Optional[BaseException]) -> RankFailed:
         """Every process's error of this step (None for a process that did not fail),
@@ -126,27 +147,55 @@ class AllReduceHooks(StepHooks):
     # ------------------------------------------------------------------ the step
 
     def combine(self, loss, grads, names):
-        svi = self.svi
-        store = get_param_store()
-        leaves = store.leaves(names)
-        elbo = svi.elbo
+        elbo = self.svi.elbo
+        leaves = get_param_store().leaves(names)
         pending = elbo.take_pending() if elbo is not None else {}
+        key = (
+            tuple(names),
+            tuple(g is not None for g in grads),
+            tuple((n, v.shape, v.dtype) for n, v in pending.items()),
+        )
+        plan = self._plans.get(key)
+        if plan is None or not all(r() is p for r, p in zip(plan.leaves, leaves)):
+            plan = self.plan(key, loss, grads, leaves, pending)
+        self.send_header(_OK, plan.layout, plan.digest)
+        if plan.new_leaves:
+            # Read for the first time: take rank 0's values, and the step again.
+            self.compare_observations()
+            self.take_from_rank0(plan.new_leaves)
+            for n, p in zip(names, leaves):
+                self._synced[n] = weakref.ref(p)
+            self._plans.pop(key)
+            raise _ParamsAppeared()
+        present = [g for g in grads if g is not None]
+        state = list(pending.values())
+        dtype = plan.dtype
+        failed = (~finite_verdict(loss, grads)).to(dtype) * float(2**self.rank)
+        parts = [g.reshape(-1).to(dtype) for g in present]
+        parts += [v.reshape(-1).to(dtype) for v in state]
+        parts += [loss.detach().reshape(1).to(dtype), failed.reshape(1)]
+        flat = torch.cat(parts)
+        dist.all_reduce(flat, group=self.group)
+        # The last slot is the sum of 2**rank over the ranks whose own step was not finite.
+        self.failed_ranks = flat[-1]
+        averaged = flat[:-1].div_(self.world_size)
+        offset = 0
+        for g in present + state:
+            n = g.numel()
+            g.copy_(averaged[offset : offset + n].view_as(g))
+            offset += n
+        if pending:
+            elbo.set_pending(pending)
+        return averaged[offset].to(loss.dtype), self.failed_ranks == 0
+
+    def plan(self, key, loss, grads, leaves, pending) -> "_Plan":
+        """What a step of this layout sends (made once per layout)."""
+        names = key[0]
         layout = [
             ("param", n, tuple(p.shape), str(p.dtype), g is not None)
             for n, p, g in zip(names, leaves, grads)
         ]
         layout += [("state", n, tuple(v.shape), str(v.dtype), True) for n, v in pending.items()]
-        self.send_header(_OK, layout)
-        new = [
-            (n, p)
-            for n, p in zip(names, leaves)
-            if (ref := self._synced.get(n)) is None or ref() is not p
-        ]
-        if new:
-            self.take_from_rank0([p for _, p in new])
-            for n, p in new:
-                self._synced[n] = weakref.ref(p)
-            raise _ParamsAppeared()
         present = [g for g in grads if g is not None]
         devices = {g.device for g in present} | {loss.device}
         if len(devices) > 1:
@@ -156,28 +205,45 @@ class AllReduceHooks(StepHooks):
                 "one device per process"
             )
         dtype = loss.dtype
-        for g in present:
-            dtype = torch.promote_types(dtype, g.dtype)
-        ok = finite_verdict(loss, grads)
-        fails = torch.zeros(self.world_size, dtype=dtype, device=loss.device)
-        fails[self.rank] = (~ok).to(dtype)
-        state = list(pending.values())
-        parts = [g.reshape(-1).to(dtype) for g in present]
-        parts += [v.reshape(-1).to(dtype) for v in state]
-        parts += [loss.detach().reshape(1).to(dtype), fails]
-        flat = torch.cat(parts)
-        dist.all_reduce(flat, group=self.group)
-        averaged = flat[: flat.numel() - self.world_size].div_(self.world_size)
-        self.failed_ranks = flat[flat.numel() - self.world_size :] > 0
-        offset = 0
-        for g in present + state:
-            n = g.numel()
-            g.copy_(averaged[offset : offset + n].view_as(g))
-            offset += n
-        if pending:
-            elbo.set_pending(pending)
-        global_loss = averaged[offset].to(loss.dtype)
-        return global_loss, ~self.failed_ranks.any()
+        for t in present + list(pending.values()):
+            dtype = torch.promote_types(dtype, t.dtype)
+        synced = self._synced
+        new = [p for n, p in zip(names, leaves) if (r := synced.get(n)) is None or r() is not p]
+        refs = tuple(weakref.ref(p) for p in leaves)
+        plan = self._plans[key] = _Plan(layout, _digest(layout), dtype, new, refs)
+        return plan
+
+    def compare_observations(self) -> None:
+        """Warn about observed sites outside the sharded plates whose data differ across
+        processes (each process's part then counts 1/world_size: a forgotten
+        ``local_plates``). Once, at a step that takes params from rank 0."""
+        sharding = self.svi.sharding
+        seen, sharding.fingerprints = sharding.fingerprints or {}, None
+        mine = {n: (float(v), plates) for n, (v, plates) in seen.items()}
+        everyone: List[Optional[dict]] = [None] * self.world_size
+        dist.all_gather_object(everyone, mine, group=self.header_group)
+        for name, (_, plates) in mine.items():
+            values = [other.get(name, (None,))[0] for other in everyone]
+            if all(v == values[0] for v in values):
+                continue
+            where = f"in plate(s) {plates} " if plates else ""
+            hint = f"local_plates=[{plates[-1]!r}]" if plates else "local_plates"
+            warnings.warn(
+                f"DistributedSVI: observed site '{name}' {where}has different data on "
+                "different processes, but it is in no split or local plate, so the average "
+                f"over processes weighs each process's data 1/{self.world_size}: the "
+                f"posterior of 1/{self.world_size} of the data. If each process holds its own "
+                f"part of the data, pass {hint}.",
+                UserWarning,
+                stacklevel=6,
+            )
+
+    def ranks_failed(self) -> List[int]:
+        """The ranks whose own latest step was not finite (reads the device: error path)."""
+        if self.failed_ranks is None:
+            return []
+        mask = int(self.failed_ranks.item())
+        return [r for r in range(self.world_size) if mask >> r & 1]
 
     def take_from_rank0(self, leaves: List[torch.Tensor]) -> None:
         """Overwrite ``leaves`` in place with rank 0's values (one broadcast per dtype)."""
@@ -214,7 +280,9 @@ class DistributedSVI(SVI):
     :param kwargs: the other ``SVI`` options (``compile=``, ``num_samples=``...).
 
     ``torch.distributed.init_process_group`` must have run first. Every process calls
-    ``step``/``fit``/``save``/``load`` in the same order. See
+    ``step``/``fit``/``evaluate_loss``/``save``/``load`` in the same order.
+    ``svi.model``/``svi.guide`` are the sharded wrappers; ``svi.user_model`` and
+    ``svi.user_guide`` are the functions passed in (for ``Predictive``). See
     ``tutorials/distributed_regression.py`` for a whole program launched by torchrun.
     """
 
@@ -270,10 +338,13 @@ class DistributedSVI(SVI):
             # A step can meet params not taken from rank 0 only if some were installed
             # since the last step: only then is the RNG state kept to take it again.
             rng = get_rng_state() if store.install_count != self._installs_seen else None
+            if rng is not None and self.sharding.fingerprints is None:
+                self.sharding.fingerprints = {}  # compared if the step meets new params
             hooks.header_sent = False
             try:
                 loss = super()._step(args, kwargs, stable_update, ledger)
                 self._installs_seen = store.install_count
+                self.sharding.fingerprints = None
                 return loss
             except _ParamsAppeared:
                 # Rank 0's values are in place now: take the step again, drawing alike.
@@ -287,16 +358,13 @@ class DistributedSVI(SVI):
                 if hooks.header_sent:
                     raise  # every process is past the header: each raises its own
                 hooks.header_sent = True
-                header = torch.tensor([_FAILED, 0, 0], dtype=torch.int64)
-                dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
-                hooks.gather_failure(e)
+                hooks.send_failure(e)
                 raise
         raise RuntimeError("DistributedSVI: params kept appearing; is the model's structure fixed?")
 
     def nonfinite_error(self, loss: float, bad_grads=None) -> Exception:
-        failed = self.hooks.failed_ranks
-        if failed is not None and not bool(failed[self.rank]) and bool(failed.any()):
-            ranks = [r for r in range(self.world_size) if bool(failed[r])]
+        ranks = self.hooks.ranks_failed()
+        if ranks and self.rank not in ranks:
             return FloatingPointError(
                 f"DistributedSVI step {self.step_count}: the step was not finite on rank(s) "
                 f"{ranks} (their error names the site or param); it was finite here. No "

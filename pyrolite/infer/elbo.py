@@ -56,8 +56,9 @@ class ELBOModule(torch.nn.Module):
     Its own parameters are the ParamStore leaves that model and guide read (known after
     the first forward), the very tensors the store holds, under their store names; the
     parameters of model/guide, if they are modules, come under ``model.``/``guide.``.
-    So plain ``torch.optim`` loops, ``state_dict``/``load_state_dict`` and
-    ``DistributedDataParallel`` act on the ParamStore.
+    So plain ``torch.optim`` loops, ``state_dict``/``load_state_dict`` (in place) and
+    ``DistributedDataParallel`` act on the ParamStore. A pickled copy (a spawned worker)
+    carries no params: run its loss once in that process before wrapping it in DDP.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> from pyrolite.infer import Trace_ELBO

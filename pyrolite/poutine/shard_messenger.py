@@ -65,6 +65,11 @@ class ShardMessenger(Messenger):
         self.rank, self.world_size = rank, world_size
         self.split = None if split is None else frozenset(_names("split", split))
         self.local = frozenset(_names("local", local))
+        #: Plates this handler split or made local (as it met them).
+        self.sharded: set = set()
+        #: While a dict: the sum of each observed site's data outside the sharded plates,
+        #: by site name (``DistributedSVI`` compares them across processes once).
+        self.fingerprints: Optional[dict] = None
         both = sorted((self.split or frozenset()) & self.local)
         if both:
             raise ValueError(
@@ -79,10 +84,12 @@ class ShardMessenger(Messenger):
         ``draws``: it draws its subsample itself) is sharded here; None: untouched.
         ``dim_free``: the plate has no size (``size=-1``, a dim only)."""
         if name in self.local:
+            self.sharded.add(name)
             return PlateShard(None, float(self.world_size))
         split = draws if self.split is None else name in self.split
         if not split or self.world_size == 1:
             return None
+        self.sharded.add(name)
         if dim_free:
             raise ValueError(
                 f"plate('{name}') has no size, so it cannot be split across processes. "
@@ -100,6 +107,21 @@ class ShardMessenger(Messenger):
         part = batch // self.world_size
         start = self.rank * part
         return PlateShard(slice(start, start + part), size / part)
+
+    def _pyro_post_sample(self, msg) -> None:
+        if self.fingerprints is None or not msg["is_observed"]:
+            return
+        plates = [f.name for f in msg["cond_indep_stack"]]
+        if any(p in self.sharded for p in plates):
+            return  # each process's part differs by design
+        value = msg["value"]
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.detach().double().sum()
+        elif isinstance(value, torch.Tensor):
+            value = value.detach().sum().double()
+        else:
+            return
+        self.fingerprints[msg["name"]] = (value, plates)
 
 
 def _names(what: str, names: Iterable[str]) -> list:

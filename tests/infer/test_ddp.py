@@ -298,7 +298,7 @@ def test_lightning_trainer_fits_the_exact_posterior_mean():
     fitted = torch.cat([pyro.param("weight_loc"), pyro.param("bias_loc").reshape(1)]).detach()
     # A mean-field Normal guide of a Gaussian posterior has the exact means at its optimum;
     # what is left is optimization noise, at most 0.2 posterior sd (sd about 0.035 here)
-    # over six seeds of this schedule, while the init is some 25 sd away.
+    # over six seeds of this schedule, while the random init is tens of sd away.
     torch.testing.assert_close(fitted, mean, atol=0.5 * sd.min().item(), rtol=0)
 
 

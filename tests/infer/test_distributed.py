@@ -149,6 +149,8 @@ def test_two_processes_equal_one_process_over_the_union_of_their_shards(equivale
         assert_states_equal(a, one["states"][step])
     # Rank 1's params were created at another init; rank 0's won at the first step.
     assert ranks[1]["states"][0]["b_loc"] == pytest.approx(float(one["states"][0]["b_loc"]))
+    # Data alike on every process, or in split or local plates: nothing to warn about.
+    assert ranks[0]["warnings"] == ranks[1]["warnings"] == []
     # The loss returned is the global one, on every process.
     assert ranks[0]["losses"] == ranks[1]["losses"]
     assert ranks[0]["losses"] == pytest.approx(one["losses"], rel=1e-5)
@@ -168,9 +170,12 @@ def test_fit_on_two_processes_equals_fit_on_one(tmp_path):
     x, y = sc.regression_data()
     svi = SVI(sc.make_model("subsample"), sc.make_guide(), Adam({"lr": 0.05}), Trace_ELBO())
     one = svi.fit(12, x, y, progress_bar=False)
+    evaluated = svi.evaluate_loss(x, y)
     for r in results:
         torch.testing.assert_close(r["losses"], torch.as_tensor(one.losses), rtol=1e-5, atol=0)
         assert_states_equal(r["state"], sc.store_state())
+        # evaluate_loss is the global estimate too (the average of the two halves)
+        assert r["eval"] == pytest.approx(evaluated, rel=1e-5)
 
 
 def test_fit_under_torch_multiprocessing_spawn(tmp_path):
@@ -232,6 +237,16 @@ def test_stable_update_skips_a_step_on_every_rank_when_one_rank_is_not_finite(tm
         assert (r["steps"], r["skipped"]) == (5, 1)
         assert torch.isnan(r["losses"][2]) and torch.isfinite(r["losses"][[0, 1, 3, 4, 5]]).all()
     assert_states_equal(results[0]["state"], results[1]["state"], atol=0)
+
+
+def test_data_that_differ_across_processes_outside_sharded_plates_warn_once(tmp_path):
+    codes, results, errors = run_ranks("forgot_local", tmp_path)
+    assert codes == [0, 0], errors
+    for r in results:
+        assert len(r["warnings"]) == 1, r["warnings"]
+        message = r["warnings"][0]
+        assert "observed site 'y' in plate(s) ['data'] has different data" in message
+        assert "pass local_plates=['data']" in message
 
 
 def test_a_rank_that_dies_ends_the_run_within_bounded_time(tmp_path):

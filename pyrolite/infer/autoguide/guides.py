@@ -74,9 +74,11 @@ class _GuidePlate:
         subsample_size: int,
         dim: Optional[int],
         user_plate: Optional[PlateMessenger] = None,
+        device: Optional[torch.device] = None,
     ):
         self.name, self.size, self.subsample_size, self.dim = name, size, subsample_size, dim
         self.user_plate = user_plate
+        self.device = device  # where the indices are drawn: the guide's params' device
         self._indices: Optional[torch.Tensor] = None
 
     @property
@@ -92,13 +94,15 @@ class _GuidePlate:
         if self._indices is None:
             source = self.user_plate
             if source is None:
-                source = PlateMessenger(self.name, self.size, self.subsample_size, dim=self.dim)
+                source = PlateMessenger(
+                    self.name, self.size, self.subsample_size, dim=self.dim, device=self.device
+                )
             self._indices = source.indices
         return self._indices
 
     def __call__(self) -> PlateMessenger:
         if not self.subsampled:
-            return PlateMessenger(self.name, self.size, dim=self.dim)
+            return PlateMessenger(self.name, self.size, dim=self.dim, device=self.device)
         return PlateMessenger(self.name, self.size, subsample=self.indices, dim=self.dim)
 
 
@@ -157,6 +161,7 @@ class AutoGuide(torch.nn.Module):
         self._master: Optional[weakref.ref] = None
         self.prototype_trace: Optional[Trace] = None
         self._prototype_frames: Dict[str, CondIndepStackFrame] = {}
+        self._frame_devices: Dict[str, torch.device] = {}  # plate -> its sites' device
         self._sites: Dict[str, LatentSite] = {}
         self.plates: Dict[str, _GuidePlate] = {}
 
@@ -179,10 +184,14 @@ class AutoGuide(torch.nn.Module):
                 self.model(*args, **kwargs)
         self.prototype_trace = tracer.trace
         self._prototype_frames = {}
+        self._frame_devices = {}
         for site in self.prototype_trace.nodes.values():
+            value = site["value"]
             for frame in site["cond_indep_stack"]:
                 if frame.dim is not None:
                     self._prototype_frames[frame.name] = frame
+                    if isinstance(value, torch.Tensor):
+                        self._frame_devices.setdefault(frame.name, value.device)
         self._setup_sites()
 
     def _setup_sites(self) -> None:
@@ -267,7 +276,8 @@ class AutoGuide(torch.nn.Module):
         for name, frame in self._prototype_frames.items():
             if name not in plates:
                 full_size = frame.full_size if frame.full_size is not None else frame.size
-                plates[name] = _GuidePlate(name, full_size, frame.size, frame.dim)
+                device = self._frame_devices.get(name)
+                plates[name] = _GuidePlate(name, full_size, frame.size, frame.dim, device=device)
         self.plates = plates
         return plates
 

@@ -24,15 +24,31 @@ def _value_shape(fn) -> torch.Size:
     return torch.Size(fn.batch_shape) + torch.Size(fn.event_shape)
 
 
+def _param_dtype_device(fn):
+    """The dtype and device of ``fn``'s first floating-point tensor parameter (looking
+    through ``base_dist`` wrappers); the default dtype and None (CPU) if it has none."""
+    for _ in range(8):
+        attributes = getattr(fn, "__dict__", None)
+        if attributes is None:
+            break
+        for value in attributes.values():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                return value.dtype, value.device
+        fn = attributes.get("base_dist")
+    return torch.get_default_dtype(), None
+
+
 def _unconstrained_zeros(site: dict) -> torch.Tensor:
-    """Zeros in the unconstrained space of ``site``, found without sampling ``fn``.
+    """Zeros in the unconstrained space of ``site``, found without sampling ``fn``, of the
+    dtype and on the device of its parameters.
 
     Needed for distributions that cannot be sampled (``ImproperUniform``).
     """
     fn = site["fn"]
     transform = biject_to(fn.support)
     shape = transform.inverse_shape(_value_shape(fn))
-    return torch.zeros(shape)
+    dtype, device = _param_dtype_device(fn)
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 def _base_event_dim(support) -> int:
