@@ -7,7 +7,9 @@ budget (``registry.WORKLOADS["W6"]``), run as each of ``ROWS``: one process with
 torch thread: the reference; two torch threads: what intra-op threading gives on the same
 cores), and two processes of one thread each joined by a gloo group on loopback, running
 ``DistributedSVI`` with ``local_plates=["data"]`` (each process holds half the rows) or
-``shard_plates=["data"]`` (each holds all rows; the model reads them by the plate's indices).
+``shard_plates=["data"]`` (each holds all rows; the model reads them by the plate's indices),
+and the ceiling: two plain ``SVI`` processes side by side, each fitting its own half with no
+communication (what two processes get from the cores before any all-reduce).
 
 Every row runs in fresh processes (``python -m benchmarks.distributed --worker SPEC``, one per
 rank, the suite's worker environment: one thread, steady malloc); rounds interleave the rows in
@@ -33,7 +35,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -73,6 +77,12 @@ class Row:
     threads: int = 1
     plates: str | None = None
     note: str = ""
+    compare: bool = True  # its params are checked against the reference's
+
+    @property
+    def halves(self) -> bool:
+        """Each process holds its own part of the rows (local plates, or independent fits)."""
+        return self.processes > 1 and self.plates != "shard"
 
 
 ROWS = (
@@ -99,6 +109,15 @@ ROWS = (
         plates="shard",
         note="each process holds all rows; `plate('data', N) as idx` split in two, the "
         "model reads `x[idx]`, `y[idx]` (a 16 MB gather per step)",
+    ),
+    Row(
+        "svi-2proc-nocomm",
+        "2 independent SVI processes × 1 thread, no communication",
+        2,
+        note="the ceiling: each process fits its own half of the rows with plain `SVI` "
+        "(a different estimator, so no params check), both at once; what 2 processes give on "
+        "these cores with no all-reduce at all",
+        compare=False,
     ),
 )
 REFERENCE = "svi-1proc"
@@ -271,7 +290,7 @@ def worker(spec: dict) -> dict:
     try:
         data = regression_data(spec["num_data"])
         x, y = data.x, data.y
-        if row.plates == "local":
+        if row.halves:
             x, y = x.tensor_split(world)[rank].clone(), y.tensor_split(world)[rank].clone()
         del data
         holder = {}
@@ -280,7 +299,11 @@ def worker(spec: dict) -> dict:
             trainer, holder["svi"] = _build(row, x, y)
             return trainer
 
+        if world > 1:
+            dist.barrier()  # start together (independent fits run their blocks side by side)
         trainer, timing = time_blocks(build, spec["block_steps"], spec["blocks"])
+        if world > 1:
+            dist.barrier()
         result.update(
             status="ok",
             rows_held=int(x.shape[0]),
@@ -290,7 +313,7 @@ def worker(spec: dict) -> dict:
             steps=timing.steps_done,
             params=_params(),
         )
-        if world > 1:
+        if row.plates is not None:
             steps = spec["block_steps"] * INSTRUMENTED_BLOCKS
             result["instrumented"] = instrument(trainer, holder["svi"], steps)
     finally:
@@ -336,6 +359,22 @@ def row_env(row: Row) -> Dict[str, str]:
     return env
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``; 0 where unreadable)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_row(row: Row, args) -> List[dict]:
     """Run ``row`` once: one fresh process per rank; one result per rank."""
     spec = {
@@ -348,6 +387,7 @@ def run_row(row: Row, args) -> List[dict]:
     }
     procs, outputs = [], []
     started = time.perf_counter()
+    busy, mine = _busy_cpu_seconds(), _children_cpu_seconds()
     for rank in range(row.processes):
         out = tempfile.TemporaryFile(mode="w+")
         command = [sys.executable, "-m", "benchmarks.distributed", "--worker"]
@@ -368,6 +408,8 @@ def run_row(row: Row, args) -> List[dict]:
             proc.kill()
             proc.wait()
     wall = time.perf_counter() - started
+    # Cores the rest of the machine kept busy meanwhile: busy CPU time minus this run's own.
+    others = (_busy_cpu_seconds() - busy - (_children_cpu_seconds() - mine)) / wall
     results = []
     for rank, (proc, out) in enumerate(zip(procs, outputs)):
         out.seek(0)
@@ -381,7 +423,7 @@ def run_row(row: Row, args) -> List[dict]:
             why = f"timed out after {args.timeout:.0f} s" if timed_out else tail[0]
             result = {"row": row.key, "rank": rank, "status": "error"}
             result["error"] = f"rank {rank} exit {proc.returncode}: {why}"
-        result["wall_s"] = wall
+        result["wall_s"], result["other_cores"] = wall, max(0.0, others)
         results.append(result)
     return results
 
@@ -398,9 +440,10 @@ def params_difference(mine: dict, reference: dict) -> tuple:
     return worst, within
 
 
-def check(ranks: List[dict], reference: List[dict] | None) -> dict:
+def check(row: Row, ranks: List[dict], reference: List[dict] | None) -> dict:
     """A run's correctness: its params (every rank's) against the one-process run's."""
-    if any(r.get("status") != "ok" for r in ranks) or not reference:
+    failed = any(r.get("status") != "ok" for r in ranks + (reference or []))
+    if failed or not reference or not row.compare:
         return {"params_ok": None}
     ref = reference[0]["params"]
     diffs = [params_difference(r["params"], ref) for r in ranks]
@@ -430,7 +473,7 @@ def run_rounds(rows: List[Row], args) -> List[dict]:
                     "row": row.key,
                     "round": round_index + 1,
                     "ranks": ranks,
-                    **check(ranks, done.get(REFERENCE)),
+                    **check(row, ranks, done.get(REFERENCE)),
                 }
             )
     return runs
@@ -449,7 +492,8 @@ def progress_line(round_no: int, rounds: int, row: Row, ranks: List[dict]) -> st
             f"  all-reduce {inst['allreduce_us']:,.0f} us"
             f" (alone {inst['collectives_alone_us']:,.0f})  combine {inst['combine_us']:,.0f} us"
         )
-    return text + f"  {first.get('wall_s', 0):.1f} s"
+    others = first.get("other_cores", 0)
+    return text + f"  {first.get('wall_s', 0):.1f} s, others {others:.2f} cores"
 
 
 def _median(values):
@@ -458,8 +502,9 @@ def _median(values):
 
 
 def summarize(rows: List[Row], runs: List[dict], num_data: int) -> List[dict]:
-    """One row per ``Row``: medians over the rounds (rank 0's step time; the instrumented
-    figures per rank, then the mean of the ranks' medians)."""
+    """One row per ``Row``: medians over the rounds of a run's step time (the slowest rank's;
+    with ``DistributedSVI`` the ranks wait for each other every step); the instrumented
+    figures per rank, then the mean of the ranks' medians."""
     summary = []
     for row in rows:
         mine = [r for r in runs if r["row"] == row.key]
@@ -468,15 +513,21 @@ def summarize(rows: List[Row], runs: List[dict], num_data: int) -> List[dict]:
             {x.get("error", "") for r in mine for x in r["ranks"] if x.get("status") != "ok"}
         )
         checks = [r["params_ok"] for r in ok if r.get("params_ok") is not None]
-        us = _median([r["ranks"][0]["us_per_step"] for r in ok])
+        per_run = [max(x["us_per_step"] for x in r["ranks"]) for r in ok]
+        us = _median(per_run)
         item = {
             **asdict(row),
+            "rows_per_process": num_data // row.processes if row.halves else num_data,
             "status": "ok" if ok else "error",
             "rounds_ok": len(ok),
             "us_per_step": us,
-            "us_per_step_rounds": [r["ranks"][0]["us_per_step"] for r in ok],
+            "us_per_step_rounds": per_run,
+            "rank_us_per_step": [
+                _median([r["ranks"][k]["us_per_step"] for r in ok]) for k in range(row.processes)
+            ],
             "rows_per_s": num_data / (us * 1e-6) if us else None,
             "first_step_ms": _median([r["ranks"][0]["first_step_ms"] for r in ok]),
+            "other_cores": _median([r["ranks"][0].get("other_cores") for r in mine]),
             "steps": ok[0]["ranks"][0]["steps"] if ok else None,
             "params_ok": all(checks) if checks else None,
             "params_max_abs_diff": _median([r.get("params_max_abs_diff") for r in ok]),
@@ -513,6 +564,24 @@ def summarize(rows: List[Row], runs: List[dict], num_data: int) -> List[dict]:
     return summary
 
 
+def code_version() -> dict:
+    """The commit and whether ``pyrolite/infer/distributed.py`` differs from it (the figures
+    belong to that file's version)."""
+    import hashlib
+
+    def git(*command):
+        proc = subprocess.run(["git", *command], cwd=REPO_ROOT, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    path = "pyrolite/infer/distributed.py"
+    text = (REPO_ROOT / path).read_bytes()
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "distributed_py_modified": bool(git("status", "--porcelain", path)),
+        "distributed_py_sha1": hashlib.sha1(text).hexdigest()[:12],
+    }
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -546,7 +615,7 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; known: {', '.join(r.key for r in ROWS)}")
     rows = [r for r in ROWS if r.key in keys or r.key == REFERENCE]
-    started = time.time()
+    started, code = time.time(), code_version()
     runs = run_rounds(rows, args)
     settings = {
         "workload": WORKLOAD,
@@ -563,6 +632,7 @@ def main(argv=None) -> int:
         "target": TARGET,
         "wall_s": round(time.time() - started, 1),
         "env": environment(),
+        "code": code,
     }
     raw = {"settings": settings, "rows": summarize(rows, runs, args.num_data), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -672,9 +672,13 @@ DISTRIBUTED_METHOD = """\
 * **Rounds and blocks** as in the main suite: a round runs every row once in a shuffled order,
   {rounds} round(s); within a run, build + first step (*first step ms*), one untimed warm-up
   block, then {blocks} timed blocks of {block_steps} steps (`measure.time_blocks`), µs/step the
-  median over blocks (rank 0's; both ranks wait for each other every step). Each figure is the
-  median over rounds. *Rows/s* is N / µs per step; *× 1 process* divides by the 1-process,
-  1-thread `SVI` row of the same run.
+  median over blocks, of the slower rank (with `DistributedSVI` the ranks wait for each other
+  every step; the 2-process rows start their timing after a barrier). Each figure is the median
+  over rounds. *Rows/s* is N / µs per step (every row processes all N rows per step, in one
+  process or split over two); *× 1 process* divides by the 1-process, 1-thread `SVI` row of the
+  same run. `svi-2proc-nocomm` is the ceiling: two plain `SVI` processes, each fitting its own
+  half with no communication at all, side by side; it shows what two processes of this workload
+  get from these two cores before any all-reduce.
 * **Correctness.** After the timed blocks (the same {steps} steps from `set_rng_seed({seed})` in
   every row), every rank's unconstrained params are compared with the 1-process row's of the same
   round: a row whose params differ by more than {atol:g} + {rtol:g}·|ref| in any element is marked
@@ -682,14 +686,19 @@ DISTRIBUTED_METHOD = """\
 * **All-reduce overhead**, measured in the same 2 processes after the timed blocks, two ways:
   (1) *instrumented*: {instrumented} more blocks of steps with `AllReduceHooks.combine` timed as a
   whole and `torch.distributed.all_reduce` as `pyrolite.infer.distributed` calls it timed per
-  buffer (the 16-byte int64 header over the gloo group, then the one flat buffer of gradients +
-  loss + per-rank verdicts); *all-reduce* is header + flat per step, *combine local* the rest of
-  `combine` (layout and digest, new-param check, finite verdict, `cat`, the averaged copy-back).
+  buffer (the int64 header, 3 values: status, digest, -digest, over the gloo group; then the one
+  flat buffer of gradients + loss + the ranks' verdicts); *all-reduce* is header + flat per
+  step, *combine local* the rest of `combine` (plan lookup, header tensor, finite verdict, the
+  `cat`, the averaged copy-back).
   A collective's time includes any wait for the other rank to reach it (load imbalance), so the
-  table gives the mean of the two ranks' medians and the per-rank figures in the notes.
+  table gives the mean of the two ranks' medians, and each rank's in its *per rank* column.
   (2) *collectives alone*: after a barrier, {reps} back-to-back pairs of the same two
   all-reduces (same groups, dtypes and sizes) with no compute between: their latency on this
   machine without any waiting.
+* **Load.** *other processes* (notes) is how many cores the rest of the machine kept busy during
+  the row's runs (busy CPU time from `/proc/stat` minus the CPU time of the run's own processes,
+  over its wall time; median over rounds). The machine has 2 cores and is shared: above ~0.1 the
+  row's processes competed with others for them.
 """
 
 
@@ -708,6 +717,7 @@ def distributed_lines(raw: dict) -> List[str]:
         f"* Date: {env.get('date', '?')}; mode: **{'quick' if settings['quick'] else 'full'}**; "
         f"wall time {settings['wall_s']:.0f} s",
         f"* Machine: {env.get('machine', '?')}",
+        f"* {env.get('software', '?')}" + _code_text(settings.get("code")),
         "",
         DISTRIBUTED_METHOD.format(
             flags=flags,
@@ -730,8 +740,7 @@ def distributed_lines(raw: dict) -> List[str]:
         "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
-        held = settings["num_data"] // row["processes"] if row["plates"] == "local" else None
-        held = held or settings["num_data"]
+        held = row["rows_per_process"]
         lines.append(
             f"| {row['label']} (`{row['key']}`) | {row['processes']} × {row['threads']} | "
             f"{held:,} | {_fmt(row['us_per_step'])} | {_fmt(row['rows_per_s'])} | "
@@ -742,8 +751,10 @@ def distributed_lines(raw: dict) -> List[str]:
     parallel = [r for r in rows if r.get("allreduce_us") is not None]
     if parallel:
         lines += [
-            "All-reduce overhead per step (µs; mean of the two ranks' medians over the "
-            "instrumented steps, then the median over rounds):",
+            "All-reduce overhead per step (µs): each rank's median over the instrumented steps, "
+            "its median over rounds, then the mean of the two ranks. Each column is its own "
+            "median (all-reduce is the median of each step's header + flat), so the parts need "
+            "not add up.",
             "",
             "| config | all-reduce (header + flat) | header | flat buffer | combine local | "
             "combine total | step (instrumented) | collectives alone | per rank |",
@@ -761,8 +772,45 @@ def distributed_lines(raw: dict) -> List[str]:
                 f"{_fmt(row['local_us'])} | {_fmt(row['combine_us'])} | {_fmt(row['step_us'])} | "
                 f"{_fmt(row['collectives_alone_us'])} | {ranks} |"
             )
-        lines += [""]
+        lines += [""] + _breakdown_lines(raw)
     return lines
+
+
+def _breakdown_lines(raw: dict) -> List[str]:
+    """Where the target row's step goes, against the step the target asks for and the
+    no-communication ceiling (computed from the figures above)."""
+    target = raw["settings"]["target"]
+    by_key = {r["key"]: r for r in raw["rows"]}
+    mine, ref = by_key.get(target["row"]), by_key.get(target["reference"])
+    if not mine or not ref or mine.get("combine_us") is None or not ref.get("us_per_step"):
+        return []
+    step, combine = mine["step_us"], mine["combine_us"]
+    text = (
+        f"Where `{target['row']}`'s step goes (instrumented steps): {_fmt(step)} µs = "
+        f"{_fmt(step - combine)} µs outside `combine` (model, guide, backward and Adam on its "
+        f"rows) + {_fmt(combine)} µs in `combine` ({_fmt(mine['allreduce_us'])} all-reduce, "
+        f"{_fmt(mine['local_us'])} local work). The target asks for ≤ "
+        f"{_fmt(ref['us_per_step'] / target['min_ratio'])} µs/step ({_fmt(ref['us_per_step'])} / "
+        f"{target['min_ratio']:.3g})"
+    )
+    ceiling = next((r for r in raw["rows"] if not r.get("compare", True)), None)
+    if ceiling and ceiling.get("us_per_step"):
+        text += (
+            f"; two processes with no communication at all (`{ceiling['key']}`) take "
+            f"{_fmt(ceiling['us_per_step'])} µs/step, "
+            f"{_fmt_ratio(ceiling.get('throughput_ratio'))} the 1-process throughput"
+        )
+    return [text + ".", ""]
+
+
+def _code_text(code: dict | None) -> str:
+    if not code or not code.get("commit"):
+        return ""
+    state = "with uncommitted changes" if code.get("distributed_py_modified") else "as committed"
+    return (
+        f"; commit {code['commit']}, `pyrolite/infer/distributed.py` {state} "
+        f"(sha1 {code['distributed_py_sha1']})"
+    )
 
 
 def _fmt_ratio(value: float | None) -> str:
@@ -772,6 +820,8 @@ def _fmt_ratio(value: float | None) -> str:
 def _params_check(row: dict, settings: dict) -> str:
     if row["key"] == settings["reference"]:
         return "reference"
+    if not row.get("compare", True):
+        return "— (not the same estimator)"
     if row.get("params_ok") is None:
         return "not checked"
     diff = f"{row['params_max_abs_diff']:.2g}"
@@ -788,8 +838,13 @@ def _distributed_notes(row: dict) -> str:
     spread = row["us_per_step_rounds"]
     if len(spread) > 1:
         parts.append(f"rounds {min(spread):,.0f}–{max(spread):,.0f} µs")
+    ranks = row.get("rank_us_per_step") or []
+    if len(ranks) > 1:
+        parts.append("per rank " + " / ".join(f"{_fmt(us)}" for us in ranks) + " µs")
     if row.get("steps"):
         parts.append(f"{row['steps']} steps")
+    if row.get("other_cores") is not None:
+        parts.append(f"other processes {row['other_cores']:.2f} cores")
     return "; ".join(parts)
 
 

@@ -40,7 +40,7 @@ import datetime
 import hashlib
 import warnings
 import weakref
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -52,18 +52,38 @@ from .step_engine import StepHooks, finite_verdict
 from .svi import SVI
 
 _OK, _FAILED = 0, 1
+_PIECES = 3  # digest bytes in each flat buffer
+_TAIL = 2 + 2 * _PIECES  # failed-ranks bits, raised count, digest bytes and squares
 
 
-class _Plan(NamedTuple):
-    """A step layout's header (``layout``, ``digest``), the dtype its flat buffer is
-    sent in, the leaves to take from rank 0 before its first step, and (weakly) the
-    leaves it was made for: a param replaced since needs a new plan."""
+class _Plan:
+    """What a step of one layout sends: the layout and its ``digest`` (the header), the
+    dtype of its flat buffer, the leaves to take from rank 0 before its first step, and
+    (weakly) the leaves it was made for (a param replaced since needs a new plan).
+    ``checked``: a header has confirmed every process runs this layout."""
 
-    layout: list
-    digest: int
-    dtype: torch.dtype
-    new_leaves: list
-    leaves: tuple
+    __slots__ = (
+        "layout",
+        "digest",
+        "dtype",
+        "new_leaves",
+        "leaves",
+        "checked",
+        "pieces",
+        "size",
+        "tail",
+    )
+
+    def __init__(self, layout, digest: int, dtype: torch.dtype, new_leaves, leaves):
+        self.layout, self.digest, self.dtype = layout, digest, dtype
+        self.new_leaves, self.leaves = new_leaves, leaves
+        self.checked = False
+        self.size = 0  # gradient, state and loss elements of its flat buffer
+        self.tail: Optional[torch.Tensor] = None  # its tail's template, on the device
+        # The digest's low bytes, and their squares, ride in every flat buffer: exact in
+        # float32 sums over up to 256 processes.
+        bytes_ = [float(digest >> (8 * i) & 0xFF) for i in range(_PIECES)]
+        self.pieces = bytes_ + [b * b for b in bytes_]
 
 
 class RankFailed(RuntimeError):
@@ -84,7 +104,10 @@ class AllReduceHooks(StepHooks):
         #: Which ranks' own step was not finite at the latest combine: the sum of
         #: ``2**rank`` over them (a device tensor; see ``ranks_failed``).
         self.failed_ranks: Optional[torch.Tensor] = None
-        self.header_sent = False
+        #: Whether this process has sent its part of the current step (header or buffer).
+        self.communicated = False
+        #: The plan of the latest step whose header rode in its flat buffer (CPU).
+        self.steady_plan: Optional[_Plan] = None
         self._synced: Dict[str, weakref.ref] = {}
         self._plans: Dict[tuple, _Plan] = {}
 
@@ -93,7 +116,7 @@ class AllReduceHooks(StepHooks):
     def send_header(self, status: int, layout: Sequence[tuple], digest: int) -> None:
         """Exchange ``status`` and the ``digest`` of ``layout`` with every process; raise
         what a process that failed raised, or name the first param that differs."""
-        self.header_sent = True
+        self.communicated = True
         header = torch.tensor([status, digest, -digest], dtype=torch.int64)
         dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
         worst, high, low = header.tolist()
@@ -102,11 +125,19 @@ class AllReduceHooks(StepHooks):
         if high != -low:
             raise self.layout_error(layout)
 
-    def send_failure(self, error: BaseException) -> None:
-        """Tell every process this one's step raised ``error`` (in place of its header)."""
-        self.header_sent = True
-        header = torch.tensor([_FAILED, 0, 0], dtype=torch.int64)
-        dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
+    def send_failure(self, error: BaseException, steady: bool) -> None:
+        """Tell every process this one's step raised ``error``: in the flat buffer the
+        others are sending (``steady``: the latest layout's, on the CPU), else in place of
+        a header; then hand them the error."""
+        self.communicated = True
+        plan = self.steady_plan if steady else None
+        if plan is not None:
+            flat = torch.zeros(plan.size + _TAIL, dtype=plan.dtype)
+            flat[-_TAIL:] = torch.tensor([0.0, 1.0, *plan.pieces], dtype=plan.dtype)
+            dist.all_reduce(flat, group=self.group)
+        else:
+            header = torch.tensor([_FAILED, 0, 0], dtype=torch.int64)
+            dist.all_reduce(header, op=dist.ReduceOp.MAX, group=self.header_group)
         self.gather_failure(error)
 
     def gather_failure(self, mine: Optional[BaseException]) -> RankFailed:
@@ -158,7 +189,13 @@ class AllReduceHooks(StepHooks):
         plan = self._plans.get(key)
         if plan is None or not all(r() is p for r, p in zip(plan.leaves, leaves)):
             plan = self.plan(key, loss, grads, leaves, pending)
-        self.send_header(_OK, plan.layout, plan.digest)
+        # On the CPU the header rides in the flat buffer once every process has confirmed
+        # this layout (reading it back costs no device sync); on a GPU it goes ahead of the
+        # buffer, over the CPU group, every step.
+        host = loss.device.type == "cpu"
+        if not (host and plan.checked):
+            self.send_header(_OK, plan.layout, plan.digest)
+            plan.checked = True
         if plan.new_leaves:
             # Read for the first time: take rank 0's values, and the step again.
             self.compare_observations()
@@ -171,14 +208,24 @@ class AllReduceHooks(StepHooks):
         state = list(pending.values())
         dtype = plan.dtype
         failed = (~finite_verdict(loss, grads)).to(dtype) * float(2**self.rank)
+        if plan.tail is None:  # made once: no host-to-device copy per step
+            plan.tail = torch.tensor([0.0, 0.0, *plan.pieces], dtype=dtype, device=loss.device)
+        tail = plan.tail.clone()
+        tail[0] = failed
         parts = [g.reshape(-1).to(dtype) for g in present]
         parts += [v.reshape(-1).to(dtype) for v in state]
-        parts += [loss.detach().reshape(1).to(dtype), failed.reshape(1)]
+        parts += [loss.detach().reshape(1).to(dtype), tail]
         flat = torch.cat(parts)
+        self.communicated = True
         dist.all_reduce(flat, group=self.group)
-        # The last slot is the sum of 2**rank over the ranks whose own step was not finite.
-        self.failed_ranks = flat[-1]
-        averaged = flat[:-1].div_(self.world_size)
+        if host:
+            self.check_tail(flat[-_TAIL:].tolist(), plan)
+            self.steady_plan = plan
+        else:
+            self.steady_plan = None
+        # The tail's first slot: the sum of 2**rank over the ranks whose step was not finite.
+        self.failed_ranks = flat[-_TAIL]
+        averaged = flat[:-_TAIL].div_(self.world_size)
         offset = 0
         for g in present + state:
             n = g.numel()
@@ -187,6 +234,17 @@ class AllReduceHooks(StepHooks):
         if pending:
             elbo.set_pending(pending)
         return averaged[offset].to(loss.dtype), self.failed_ranks == 0
+
+    def check_tail(self, tail: List[float], plan: _Plan) -> None:
+        """Act on the header that rode in the flat buffer: a process raised, or (a layout
+        one process changed alone) the processes sent different layouts."""
+        if tail[1] > 0:
+            raise self.gather_failure(None)
+        w = self.world_size
+        sums, squares = tail[2 : 2 + _PIECES], tail[2 + _PIECES :]
+        # Every process sent the same bytes iff w * sum(d^2) == sum(d)^2, for each byte.
+        if any(w * q != d * d for d, q in zip(sums, squares)):
+            raise self.layout_error(plan.layout)
 
     def plan(self, key, loss, grads, leaves, pending) -> "_Plan":
         """What a step of this layout sends (made once per layout)."""
@@ -211,6 +269,8 @@ class AllReduceHooks(StepHooks):
         new = [p for n, p in zip(names, leaves) if (r := synced.get(n)) is None or r() is not p]
         refs = tuple(weakref.ref(p) for p in leaves)
         plan = self._plans[key] = _Plan(layout, _digest(layout), dtype, new, refs)
+        plan.size = sum(g.numel() for g in present) + sum(v.numel() for v in pending.values())
+        plan.size += 1  # the loss
         return plan
 
     def compare_observations(self) -> None:
@@ -340,7 +400,7 @@ class DistributedSVI(SVI):
             rng = get_rng_state() if store.install_count != self._installs_seen else None
             if rng is not None and self.sharding.fingerprints is None:
                 self.sharding.fingerprints = {}  # compared if the step meets new params
-            hooks.header_sent = False
+            hooks.communicated = False
             try:
                 loss = super()._step(args, kwargs, stable_update, ledger)
                 self._installs_seen = store.install_count
@@ -355,10 +415,11 @@ class DistributedSVI(SVI):
             except RankFailed:
                 raise
             except Exception as e:
-                if hooks.header_sent:
-                    raise  # every process is past the header: each raises its own
-                hooks.header_sent = True
-                hooks.send_failure(e)
+                if hooks.communicated:
+                    raise  # every process has met this step's exchange: each raises its own
+                # The others expect the latest layout's buffer unless this step may have
+                # met new params (then every process starts with a header).
+                hooks.send_failure(e, steady=rng is None)
                 raise
         raise RuntimeError("DistributedSVI: params kept appearing; is the model's structure fixed?")
 
