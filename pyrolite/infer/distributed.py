@@ -18,15 +18,23 @@ one-process estimate (see :mod:`pyrolite.poutine.shard_messenger`). Every step t
 runs the one-process step with one more stage on the step engine's
 :meth:`~pyrolite.infer.step_engine.StepHooks.combine` hook:
 
-1. a 16-byte header over a CPU (gloo) group: whether every process got this far, and
-   a digest of the params, shapes and dtypes it read, so processes running different
-   models fail fast with an error naming the first param that differs (instead of
-   exchanging buffers of different sizes), and a process whose step raised ends
-   every process's step with its error;
+1. a header: whether every process got this far, and a digest of the params, shapes
+   and dtypes it read, so processes running different models fail fast with an error
+   naming the first param that differs (instead of exchanging buffers of different
+   sizes), and a process whose step raised ends every process's step with its error.
+   It goes as its own small all-reduce over a CPU (gloo) group at each layout's first
+   step (and every step on a GPU, where reading it back from the buffer would wait for
+   the device); after that, on the CPU, it rides in the tail of the buffer below;
 2. one all-reduce of one flat buffer: the gradients, the state the ELBO proposes
    (baselines' averages), the loss and each process's finite verdict, averaged.
    Every process then holds the same gradients, loss and verdict: all apply the step
    or none does, and their ParamStores stay identical.
+
+A layout that changes on one process alone while the others keep theirs (a
+data-dependent structure) makes it send a header while they send buffers: gloo then
+aborts on the size mismatch, or the digest bytes in the buffers disagree and the
+processes raise; the run ends either way, but maybe without the message naming the
+param.
 
 Params are created by rank 0: a param a step reads for the first time is broadcast
 from rank 0, and the step is taken again from the same RNG state. The RNG streams of
