@@ -6,8 +6,9 @@ For each non-reparameterized latent ``z`` of the guide the surrogate has one ter
 the log-prob terms of ``z`` and of the guide sites after it (``log p - log q``) and of
 the model sites that depend on any of them (``log p``), each restricted to the plate
 elements ``z`` shares (element i of a plate sees only the terms of element i).
-Dependency is Pyro's conservative one: a site depends on every earlier site of its
-trace, except across iterations of a sequential plate (``trace(graph_type="dense")``).
+Dependency follows the data, as in Pyro 1.9: a site depends on the draws its
+distribution's parameters were computed from (provenance marks carried through one
+replay of guide and model, :mod:`pyrolite.ops.provenance`), not on every earlier site.
 Which sites are downstream of which is worked out once per trace structure (the plan);
 each step only sums detached tensors. Reparameterized sites keep pathwise gradients, and
 the loss is Trace_ELBO's.
