@@ -7,13 +7,14 @@
 
 A notebook reads two environment variables: ``PYROLITE_SMOKE=1`` (few steps, looser
 tolerances, the same code path) and ``PYROLITE_FIGURES`` (where its PNGs go; default
-``tutorials/figures``). Each notebook asserts its key numbers itself, so a failed assertion
+``tutorials/figures`` for a full run, a temporary folder for a smoke run). Each notebook asserts its key numbers itself, so a failed assertion
 fails the run (``nbclient`` raises ``CellExecutionError`` naming the cell).
 """
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, List, Optional
@@ -40,7 +41,12 @@ def execute(path: Path, smoke: bool, figures: Optional[Path] = None, timeout: in
     import nbclient
     import nbformat
 
-    figures = Path(figures) if figures is not None else TUTORIALS / "figures"
+    if figures is None:
+        # A smoke run's figures must not replace the full run's, which are kept in git.
+        figures = (
+            Path(tempfile.mkdtemp(prefix="pyrolite-smoke-")) if smoke else TUTORIALS / "figures"
+        )
+    figures = Path(figures)
     figures.mkdir(parents=True, exist_ok=True)
     saved = {k: os.environ.get(k) for k in ("PYROLITE_SMOKE", "PYROLITE_FIGURES", "MPLBACKEND")}
     # The kernel inherits this process's environment.
