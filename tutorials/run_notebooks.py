@@ -2,13 +2,14 @@
 
     python tutorials/run_notebooks.py              # every notebook, full run: figures/*.png
     python tutorials/run_notebooks.py --smoke      # the same code on a few steps
-    python tutorials/run_notebooks.py svi_part1    # some of them
+    python tutorials/run_notebooks.py 01_svi_part1 # some of them
     python tutorials/run_notebooks.py --save DIR   # also keep the executed notebooks
 
 A notebook reads two environment variables: ``PYROLITE_SMOKE=1`` (few steps, looser
 tolerances, the same code path) and ``PYROLITE_FIGURES`` (where its PNGs go; default
-``tutorials/figures`` for a full run, a temporary folder for a smoke run). Each notebook asserts its key numbers itself, so a failed assertion
-fails the run (``nbclient`` raises ``CellExecutionError`` naming the cell).
+``tutorials/figures`` for a full run, a temporary folder for a smoke run). Each notebook
+asserts its key numbers itself, so a failed assertion fails the run (``nbclient`` raises
+``CellExecutionError`` naming the cell).
 """
 
 import argparse
