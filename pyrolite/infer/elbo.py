@@ -520,9 +520,11 @@ class ELBO:
                 value = site["value"]
                 if not isinstance(value, torch.Tensor):
                     continue
-                seen = self._checked.get((side, name))
-                if not compiled and seen is not None:
-                    if seen[0] is value and seen[1] == value._version:
+                if not compiled:
+                    # (not read inside a graph: the graph would guard on this dict, which
+                    # changes after every step, and recompile)
+                    seen = self._checked.get((side, name))
+                    if seen is not None and seen[0] is value and seen[1] == value._version:
                         continue
                 # (a compiled graph's shapes were checked when it was made)
                 ok = observation_check(site, nesting, shapes=not compiled)

@@ -313,3 +313,18 @@ def test_nonfinite_loss_raises_and_leaves_params_unchanged():
         svi.step(torch.full((10,), float("nan")))  # same key: the compiled step
     assert all(torch.equal(before[n], v) for n, v in leaves().items())
     assert svi.step_count == 3
+
+
+def test_validated_steps_compile_once():
+    # The observation checks run inside the graph; the host-side record of checked
+    # values changes after every step and must not be guarded on (a recompile per step).
+    import torch._dynamo.utils as dynamo_utils
+
+    data = coin_data()
+    svi = SVI(coin_model, coin_guide, Adam({"lr": 0.01}), Trace_ELBO(), compile=AOT)
+    before = dynamo_utils.counters["stats"]["unique_graphs"]
+    for _ in range(6):
+        svi.step(data)
+    assert pyro.validation_enabled()
+    assert dynamo_utils.counters["stats"]["unique_graphs"] - before == 1
+    assert svi.compile_info == (True, 1, ())
