@@ -358,7 +358,10 @@ class SVI(TracePosterior):
         every step after it too, so the error raised at the batch's end leaves params and
         optimizer state as they were before it. ``stable_update`` skips such steps instead.
         """
-        from tqdm.auto import tqdm
+        if progress_bar:
+            from tqdm.auto import tqdm
+        else:  # tqdm.auto warns in a notebook without ipywidgets, even for a hidden bar
+            from tqdm import tqdm
 
         store = get_param_store()
         if init_params:
