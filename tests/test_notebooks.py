@@ -28,8 +28,7 @@ def test_notebook_outputs_are_stripped(path):
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
-                f"{path.name}: strip outputs before committing (python tutorials/"
-                "strip_outputs.py)"
+                f"{path.name}: strip outputs before committing (python tutorials/strip_outputs.py)"
             )
 
 

@@ -1,6 +1,6 @@
 """Strip outputs and execution counts from the tutorial notebooks (what git keeps).
 
-    python tutorials/strip_outputs.py [paths...]     # default: tutorials/*.ipynb
+python tutorials/strip_outputs.py [paths...]     # default: tutorials/*.ipynb
 """
 
 import sys
