@@ -44,6 +44,7 @@ draw the same global latents and the same global batch, as one process would.
 every process.
 """
 
+import contextlib
 import datetime
 import hashlib
 import warnings
@@ -54,7 +55,7 @@ import torch
 import torch.distributed as dist
 
 from ..params.param_store import get_param_store
-from ..poutine.shard_messenger import ShardMessenger
+from ..poutine.shard_messenger import FingerprintMessenger, ShardMessenger
 from ..util import get_rng_state, set_rng_state
 from .step_engine import StepHooks, finite_verdict
 from .svi import SVI
@@ -82,11 +83,11 @@ class _Plan:
         "tail",
     )
 
-    def __init__(self, layout, digest: int, dtype: torch.dtype, new_leaves, leaves):
+    def __init__(self, layout, digest: int, dtype: torch.dtype, size: int, new_leaves, leaves):
         self.layout, self.digest, self.dtype = layout, digest, dtype
+        self.size = size  # gradient, state and loss elements of its flat buffer
         self.new_leaves, self.leaves = new_leaves, leaves
         self.checked = False
-        self.size = 0  # gradient, state and loss elements of its flat buffer
         self.tail: Optional[torch.Tensor] = None  # its tail's template, on the device
         # The digest's low bytes, and their squares, ride in every flat buffer: exact in
         # float32 sums over up to 256 processes.
@@ -275,18 +276,17 @@ class AllReduceHooks(StepHooks):
             dtype = torch.promote_types(dtype, t.dtype)
         synced = self._synced
         new = [p for n, p in zip(names, leaves) if (r := synced.get(n)) is None or r() is not p]
+        size = sum(t.numel() for t in present + list(pending.values())) + 1  # + the loss
         refs = tuple(weakref.ref(p) for p in leaves)
-        plan = self._plans[key] = _Plan(layout, _digest(layout), dtype, new, refs)
-        plan.size = sum(g.numel() for g in present) + sum(v.numel() for v in pending.values())
-        plan.size += 1  # the loss
+        plan = self._plans[key] = _Plan(layout, _digest(layout), dtype, size, new, refs)
         return plan
 
     def compare_observations(self) -> None:
         """Warn about observed sites outside the sharded plates whose data differ across
         processes (each process's part then counts 1/world_size: a forgotten
         ``local_plates``). Once, at a step that takes params from rank 0."""
-        sharding = self.svi.sharding
-        seen, sharding.fingerprints = sharding.fingerprints or {}, None
+        recorded = self.svi.fingerprints
+        seen = recorded.seen if recorded is not None else {}
         mine = {n: (float(v), plates) for n, (v, plates) in seen.items()}
         everyone: List[Optional[dict]] = [None] * self.world_size
         dist.all_gather_object(everyone, mine, group=self.header_group)
@@ -343,12 +343,16 @@ class DistributedSVI(SVI):
     :param local_plates: names of the plates over which each process holds its own part
         of the data (e.g. ``plate("data", len(my_rows))``).
     :param process_group: the group to run over (default: the whole world).
-    :param timeout: how long a process waits for the others at each step before the run
-        fails (a process that hangs or died without closing its connections).
+    :param timeout: for a group that is not gloo (NCCL): the timeout of the CPU group
+        made for the header, i.e. how long a process waits there for the others before
+        the run fails. A gloo group carries the header itself, under the timeout given
+        to ``init_process_group``.
     :param kwargs: the other ``SVI`` options (``compile=``, ``num_samples=``...).
 
     ``torch.distributed.init_process_group`` must have run first. Every process calls
-    ``step``/``fit``/``evaluate_loss``/``save``/``load`` in the same order.
+    ``step``/``fit``/``evaluate_loss``/``save``/``load`` in the same order; ``load``
+    restores a checkpoint of any number of processes, each process reading the file
+    itself (so it must be visible to all of them).
     ``svi.model``/``svi.guide`` are the sharded wrappers; ``svi.user_model`` and
     ``svi.user_guide`` are the functions passed in (for ``Predictive``). See
     ``tutorials/distributed_regression.py`` for a whole program launched by torchrun.
@@ -390,6 +394,8 @@ class DistributedSVI(SVI):
         super().__init__(self.sharding(model), self.sharding(guide), optim, loss, **kwargs)
         self.hooks = AllReduceHooks(self)
         self._installs_seen: Optional[int] = None
+        #: Records the observations during a step that may meet new params (else None).
+        self.fingerprints: Optional[FingerprintMessenger] = None
         self.take_rng_from_rank0()
 
     def take_rng_from_rank0(self) -> None:
@@ -406,13 +412,13 @@ class DistributedSVI(SVI):
             # A step can meet params not taken from rank 0 only if some were installed
             # since the last step: only then is the RNG state kept to take it again.
             rng = get_rng_state() if store.install_count != self._installs_seen else None
-            if rng is not None and self.sharding.fingerprints is None:
-                self.sharding.fingerprints = {}  # compared if the step meets new params
+            # ... and only then are the observations recorded, to compare if it does.
+            self.fingerprints = FingerprintMessenger(self.sharding) if rng is not None else None
             hooks.communicated = False
             try:
-                loss = super()._step(args, kwargs, stable_update, ledger)
+                with self.fingerprints or contextlib.nullcontext():
+                    loss = super()._step(args, kwargs, stable_update, ledger)
                 self._installs_seen = store.install_count
-                self.sharding.fingerprints = None
                 return loss
             except _ParamsAppeared:
                 # Rank 0's values are in place now: take the step again, drawing alike.
@@ -453,11 +459,6 @@ class DistributedSVI(SVI):
         if self.rank == 0:
             super().save(path)
         dist.barrier(group=self.header_group)
-
-    def load(self, path, map_location=None) -> None:
-        """Restore a checkpoint (of any number of processes) on every process; each reads
-        ``path`` itself, so it must be visible to all of them."""
-        super().load(path, map_location=map_location)
 
 
 def _digest(layout) -> int:

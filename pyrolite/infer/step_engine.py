@@ -12,6 +12,7 @@ data-parallel SVI); ``StepLedger`` lets ``fit`` read each step's verdict per bat
 of steps instead of per step, with the same "nothing applied" guarantee.
 """
 
+import functools
 import signal
 import threading
 from contextlib import contextmanager
@@ -53,7 +54,7 @@ class StepHooks:
     def after_update(self, applied: Optional[torch.Tensor]) -> None:
         """After the update; ``applied`` is None (applied) or a bool tensor (see ELBO)."""
 
-    @property
+    @functools.cached_property
     def combines(self) -> bool:
         """Whether a step must go through ``combine`` (it or a method it calls is
         overridden): the compiled step then splits at it."""

@@ -67,9 +67,6 @@ class ShardMessenger(Messenger):
         self.local = frozenset(_names("local", local))
         #: Plates this handler split or made local (as it met them).
         self.sharded: set = set()
-        #: While a dict: the sum of each observed site's data outside the sharded plates,
-        #: by site name (``DistributedSVI`` compares them across processes once).
-        self.fingerprints: Optional[dict] = None
         both = sorted((self.split or frozenset()) & self.local)
         if both:
             raise ValueError(
@@ -108,20 +105,24 @@ class ShardMessenger(Messenger):
         start = self.rank * part
         return PlateShard(slice(start, start + part), size / part)
 
+
+class FingerprintMessenger(Messenger):
+    """Record the sum of each observed site's data outside the plates ``shard`` split or
+    made local, by site name (``DistributedSVI`` compares them across processes once, at
+    a first step: data that differ there mean a forgotten ``local_plates``)."""
+
+    def __init__(self, shard: ShardMessenger):
+        self.shard = shard
+        self.seen: dict = {}
+
     def _pyro_post_sample(self, msg) -> None:
-        if self.fingerprints is None or not msg["is_observed"]:
+        value = msg["value"]
+        if not msg["is_observed"] or not isinstance(value, torch.Tensor):
             return
         plates = [f.name for f in msg["cond_indep_stack"]]
-        if any(p in self.sharded for p in plates):
+        if any(p in self.shard.sharded for p in plates):
             return  # each process's part differs by design
-        value = msg["value"]
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            value = value.detach().double().sum()
-        elif isinstance(value, torch.Tensor):
-            value = value.detach().sum().double()
-        else:
-            return
-        self.fingerprints[msg["name"]] = (value, plates)
+        self.seen[msg["name"]] = (value.detach().sum(dtype=torch.float64), plates)
 
 
 def _names(what: str, names: Iterable[str]) -> list:
