@@ -5,9 +5,9 @@ from typing import Union
 import torch
 from torch.distributions import constraints
 
+from pyrolite.distributions.distribution import ForceableHasRsample
 from pyrolite.distributions.score_parts import ScoreParts
 from pyrolite.distributions.torch_distribution import (
-    ForceableHasRsample,
     TorchDistribution,
     TorchDistributionMixin,
     copy_forced_has_rsample,

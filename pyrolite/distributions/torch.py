@@ -14,8 +14,8 @@ import torch
 from torch.distributions.utils import probs_to_logits
 
 from pyrolite.distributions import compact
+from pyrolite.distributions.distribution import ForceableHasRsample
 from pyrolite.distributions.torch_distribution import (
-    ForceableHasRsample,
     TorchDistributionMixin,
     copy_forced_has_rsample,
 )

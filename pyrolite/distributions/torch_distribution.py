@@ -1,45 +1,16 @@
 """The Pyro-style mixin every pyrolite distribution carries, and the base class for new ones.
 
-The mixin adds shape helpers (``shape``, ``event_dim``, ``expand_by``, ``to_event``),
-``mask``, ``has_rsample_`` and ``score_parts`` on top of ``torch.distributions`` without
-re-implementing any density: the wrapped families keep torch's code paths unchanged.
+The mixin adds shape helpers (``shape``, ``event_dim``, ``expand_by``, ``to_event``) and
+``mask`` (``has_rsample_`` and ``score_parts`` come from :class:`Distribution`) on top of
+``torch.distributions`` without re-implementing any density: the wrapped families keep
+torch's code paths unchanged.
 """
 
-import inspect
 from typing import Optional, Sequence, Union
 
 import torch
 
-from pyrolite.distributions.score_parts import ScoreParts
-
-# Key under which a forced ``has_rsample`` is kept for classes whose torch ``has_rsample``
-# is a read-only property (Independent, TransformedDistribution and its subclasses).
-_FORCED_KEY = "_forced_has_rsample"
-
-
-class ForceableHasRsample(property):
-    """A ``has_rsample`` property that ``has_rsample_`` may override per instance."""
-
-    def __init__(self, natural_fget):
-        self.natural = natural_fget
-
-        def fget(d):
-            forced = d.__dict__.get(_FORCED_KEY)
-            return natural_fget(d) if forced is None else forced
-
-        def fset(d, value):
-            d.__dict__[_FORCED_KEY] = value
-
-        super().__init__(fget, fset, doc="Whether samples are pathwise differentiable.")
-
-
-def _natural_has_rsample(d) -> bool:
-    attr = inspect.getattr_static(type(d), "has_rsample")
-    if isinstance(attr, ForceableHasRsample):
-        return bool(attr.natural(d))
-    if isinstance(attr, property):
-        return bool(attr.fget(d))
-    return bool(attr)
+from pyrolite.distributions.distribution import FORCED_HAS_RSAMPLE_KEY, Distribution
 
 
 def copy_forced_has_rsample(source, target):
@@ -47,12 +18,12 @@ def copy_forced_has_rsample(source, target):
     source_dict = source.__dict__
     if "has_rsample" in source_dict:
         target.__dict__["has_rsample"] = source_dict["has_rsample"]
-    if _FORCED_KEY in source_dict:
-        target.__dict__[_FORCED_KEY] = source_dict[_FORCED_KEY]
+    if FORCED_HAS_RSAMPLE_KEY in source_dict:
+        target.__dict__[FORCED_HAS_RSAMPLE_KEY] = source_dict[FORCED_HAS_RSAMPLE_KEY]
     return target
 
 
-class TorchDistributionMixin:
+class TorchDistributionMixin(Distribution):
     """Pyro's additions to a ``torch.distributions.Distribution`` subclass.
 
     >>> import pyrolite.distributions as dist
@@ -66,6 +37,7 @@ class TorchDistributionMixin:
     # rather than this module importing them back.
     independent_class: type
     masked_class: type
+    backed_by_torch = True
 
     def __call__(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         """Draw a sample: reparameterized when ``has_rsample`` is True, detached otherwise."""
@@ -122,39 +94,6 @@ class TorchDistributionMixin:
         tensor([-41.4189,   0.0000])
         """
         return TorchDistributionMixin.masked_class(self, mask)
-
-    def has_rsample_(self, value: bool):
-        """Force reparameterized (True) or detached (False) sampling on this instance, in place.
-
-        Returns ``self``, as Pyro does. Forcing True on a distribution without ``rsample``
-        raises ValueError.
-
-        >>> import pyrolite.distributions as dist
-        >>> loc = torch.tensor(0.0, requires_grad=True)
-        >>> dist.Normal(loc, 1.0).has_rsample_(False)().requires_grad
-        False
-        """
-        if value is not True and value is not False:
-            raise ValueError(f"has_rsample_ expects True or False, got {value!r}")
-        if value and not _natural_has_rsample(self):
-            raise ValueError(
-                f"{type(self).__name__} has no reparameterized sampler, so has_rsample_(True) "
-                "cannot be honoured; use a reparameterizable family or leave it as is."
-            )
-        self.has_rsample = value
-        return self
-
-    def score_parts(self, value: torch.Tensor) -> ScoreParts:
-        """Split ``log_prob(value)`` into the terms a gradient estimator differentiates.
-
-        >>> from pyrolite.distributions.testing.fakes import NonreparameterizedNormal
-        >>> NonreparameterizedNormal(0.0, 1.0).score_parts(torch.tensor(0.0)).entropy_term
-        0
-        """
-        log_prob = self.log_prob(value)
-        if self.has_rsample:
-            return ScoreParts(log_prob=log_prob, score_function=0, entropy_term=log_prob)
-        return ScoreParts(log_prob=log_prob, score_function=log_prob, entropy_term=0)
 
 
 class TorchDistribution(torch.distributions.Distribution, TorchDistributionMixin):
