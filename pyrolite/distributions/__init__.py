@@ -10,6 +10,10 @@ tensor(-2.7568)
 from torch.distributions import biject_to, kl_divergence, register_kl, transform_to
 
 from pyrolite.distributions import constraints, transforms
+from pyrolite.distributions.conditional import (
+    ConditionalDistribution,
+    ConditionalTransformedDistribution,
+)
 from pyrolite.distributions.delta import Delta
 from pyrolite.distributions.empirical import Empirical
 from pyrolite.distributions.hmm import DiscreteHMM
@@ -62,20 +66,27 @@ from pyrolite.distributions.torch import (
     Wishart,
 )
 from pyrolite.distributions.torch_distribution import TorchDistribution, TorchDistributionMixin
+from pyrolite.distributions.transforms import (
+    ComposeTransformModule,
+    ConditionalTransform,
+    ConditionalTransformModule,
+    TransformModule,
+)
 from pyrolite.distributions.unit import Unit
 from pyrolite.distributions.util import (
     broadcast_shape,
+    enable_validation,
     is_identically_one,
     is_identically_zero,
+    is_validation_enabled,
     scale_and_mask,
     sum_rightmost,
+    validation_enabled,
 )
 
 # Registers the KL rules for Independent, MaskedDistribution and Delta.
-from pyrolite.distributions import kl as _kl  # isort: skip
-
-# torch.distributions.Distribution, under the name Pyro code uses for the abstract base.
-from torch.distributions import Distribution  # isort: skip
+from pyrolite.distributions import kl  # isort: skip
+from pyrolite.distributions.distribution import Distribution  # isort: skip
 
 __all__ = [
     "Bernoulli",
@@ -84,6 +95,11 @@ __all__ = [
     "Categorical",
     "Cauchy",
     "Chi2",
+    "ComposeTransformModule",
+    "ConditionalDistribution",
+    "ConditionalTransform",
+    "ConditionalTransformModule",
+    "ConditionalTransformedDistribution",
     "ContinuousBernoulli",
     "Delta",
     "Dirichlet",
@@ -125,6 +141,7 @@ __all__ = [
     "StudentT",
     "TorchDistribution",
     "TorchDistributionMixin",
+    "TransformModule",
     "TransformedDistribution",
     "Uniform",
     "Unit",
@@ -134,12 +151,16 @@ __all__ = [
     "biject_to",
     "broadcast_shape",
     "constraints",
+    "enable_validation",
     "is_identically_one",
     "is_identically_zero",
+    "is_validation_enabled",
+    "kl",
     "kl_divergence",
     "register_kl",
     "scale_and_mask",
     "sum_rightmost",
     "transform_to",
     "transforms",
+    "validation_enabled",
 ]

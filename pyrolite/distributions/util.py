@@ -1,8 +1,13 @@
 """Shape and weighting helpers shared by distributions, traces and estimators."""
 
-from typing import Optional, Sequence, Union
+import copy
+import functools
+import weakref
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
+import torch.distributions.utils
 
 Scale = Union[float, torch.Tensor]
 
@@ -208,3 +213,230 @@ def _check_bool_observation(name: str, fn, obs: torch.Tensor, *args, **kwargs) -
             f"which {type(fn).__name__}.log_prob cannot score ({e}). Pass numbers instead: "
             "obs=data.float()."
         ) from e
+
+
+# --- Pyro's public helpers (``pyro.distributions.util``) ------------------------------------
+
+logsumexp = torch.logsumexp
+log_sum_exp = torch.logsumexp
+broadcast_all = torch.distributions.utils.broadcast_all
+
+_DISTRIBUTION_VALIDATION = __debug__
+
+
+def enable_validation(is_validate: bool = True) -> None:
+    """Turn torch.distributions' argument and support checks on or off (Pyro's
+    ``pyro.distributions.enable_validation``; ``pyrolite.enable_validation`` also calls it).
+
+    >>> enable_validation(False); is_validation_enabled()
+    False
+    >>> enable_validation(True); is_validation_enabled()
+    True
+    """
+    global _DISTRIBUTION_VALIDATION
+    _DISTRIBUTION_VALIDATION = bool(is_validate)
+    torch.distributions.Distribution.set_default_validate_args(_DISTRIBUTION_VALIDATION)
+
+
+def is_validation_enabled() -> bool:
+    """Whether distributions check their arguments and ``log_prob`` values."""
+    return _DISTRIBUTION_VALIDATION
+
+
+@contextmanager
+def validation_enabled(is_validate: bool = True) -> Iterator[None]:
+    """Context manager: distribution validation on (or off) inside, restored afterwards."""
+    saved = _DISTRIBUTION_VALIDATION
+    enable_validation(is_validate)
+    try:
+        yield
+    finally:
+        enable_validation(saved)
+
+
+def sum_leftmost(value: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum out the ``dim`` leftmost dims (all but the ``-dim`` rightmost if negative).
+
+    >>> sum_leftmost(torch.ones(2, 3, 4), 2)
+    tensor([6., 6., 6., 6.])
+    >>> sum_leftmost(torch.ones(2, 3, 4), -1).shape
+    torch.Size([4])
+    """
+    if not isinstance(value, torch.Tensor):
+        return value
+    if dim < 0:
+        dim += value.dim()
+    if dim <= 0:
+        return value
+    return value.reshape((-1,) + value.shape[dim:]).sum(0)
+
+
+def eye_like(value: torch.Tensor, m: int, n: Optional[int] = None) -> torch.Tensor:
+    """An ``m x n`` identity (``n = m`` by default) with ``value``'s dtype and device.
+
+    >>> eye_like(torch.zeros((), dtype=torch.float64), 2, 3)
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]], dtype=torch.float64)
+    """
+    return torch.eye(m, m if n is None else n, dtype=value.dtype, device=value.device)
+
+
+def scalar_like(prototype: torch.Tensor, fill_value: float) -> torch.Tensor:
+    """A 0-dim tensor holding ``fill_value``, with ``prototype``'s dtype and device.
+
+    >>> scalar_like(torch.zeros(3, dtype=torch.float64), 2.5)
+    tensor(2.5000, dtype=torch.float64)
+    """
+    return torch.tensor(fill_value, dtype=prototype.dtype, device=prototype.device)
+
+
+def gather(value: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
+    """``value.gather(dim, index)`` with every other dim of ``value`` and ``index``
+    broadcast against each other.
+
+    >>> gather(torch.arange(6.0).reshape(3, 2), torch.tensor([[1]]), -1)
+    tensor([[1.],
+            [3.],
+            [5.]])
+    """
+    ndim = max(value.dim(), index.dim())
+    value = value.reshape((1,) * (ndim - value.dim()) + value.shape)
+    index = index.reshape((1,) * (ndim - index.dim()) + index.shape)
+    dim = dim % ndim
+    shape = list(broadcast_shape(_unit_at(value.shape, dim), _unit_at(index.shape, dim)))
+    value = value.expand(shape[:dim] + [value.size(dim)] + shape[dim + 1 :])
+    index = index.expand(shape[:dim] + [index.size(dim)] + shape[dim + 1 :])
+    return value.gather(dim, index.long())
+
+
+def _unit_at(shape: Sequence[int], dim: int) -> tuple:
+    return tuple(shape[:dim]) + (1,) + tuple(shape[dim + 1 :])
+
+
+def deep_to(obj: Any, *args, **kwargs) -> Any:
+    """A deep copy of ``obj`` with every tensor and module moved by ``.to(*args, **kwargs)``.
+
+    Modules are first moved in place (``nn.Module.to``'s behaviour), then copied.
+
+    >>> deep_to({"a": [torch.ones(1)]}, torch.float64)["a"][0].dtype
+    torch.float64
+    """
+    memo = {}
+    for value in _walk(obj):
+        if isinstance(value, torch.nn.Module):
+            value.to(*args, **kwargs)
+        elif isinstance(value, torch.Tensor):
+            memo[id(value)] = value.to(*args, **kwargs)
+    return copy.deepcopy(obj, memo)
+
+
+def detach(obj: Any) -> Any:
+    """A deep copy of ``obj`` with every tensor detached.
+
+    >>> detach({"a": [torch.ones(1, requires_grad=True)]})["a"][0].requires_grad
+    False
+    """
+    memo = {id(v): v.detach() for v in _walk(obj) if isinstance(v, torch.Tensor)}
+    return copy.deepcopy(obj, memo)
+
+
+def _walk(obj: Any, seen: Optional[set] = None) -> Iterator[Any]:
+    """Every object reachable from ``obj`` through containers, attributes and modules."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    yield obj
+    if isinstance(obj, torch.Tensor):
+        return
+    if isinstance(obj, dict):
+        children = list(obj.keys()) + list(obj.values())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        children = list(obj)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        children = list(vars(obj).values())
+    else:
+        children = []
+    for child in children:
+        yield from _walk(child, seen)
+
+
+def copy_docs_from(source_class: type, full_text: bool = False) -> Callable[[type], type]:
+    """Class decorator: give the class and each of its methods without a docstring the
+    docstring of ``source_class``'s same-named member (with ``full_text``, only the
+    class's own; otherwise prefixed by where it came from).
+
+    >>> class A:
+    ...     def f(self):
+    ...         "Does f."
+    >>> @copy_docs_from(A)
+    ... class B(A):
+    ...     def f(self):
+    ...         pass
+    >>> B.f.__doc__
+    'Does f.'
+    """
+
+    def decorator(destin_class: type) -> type:
+        if not destin_class.__doc__:
+            doc = source_class.__doc__ or ""
+            if not full_text:
+                doc = f"Copied from :class:`{source_class.__name__}`.\n\n{doc}"
+            destin_class.__doc__ = doc
+        for name, method in vars(destin_class).items():
+            source = getattr(source_class, name, None)
+            if callable(method) and not getattr(method, "__doc__", None) and source is not None:
+                try:
+                    method.__doc__ = source.__doc__
+                except AttributeError:  # e.g. a builtin slot wrapper
+                    pass
+        return destin_class
+
+    return decorator
+
+
+def weakmethod(fn: Callable) -> Callable:
+    """Bind a method weakly: ``obj.method`` holds only a weak reference to ``obj``, so
+    storing it as a callback on ``obj`` makes no reference cycle.
+
+    >>> class Foo:
+    ...     @weakmethod
+    ...     def hello(self):
+    ...         return "hi"
+    >>> foo = Foo()
+    >>> foo.hello()
+    'hi'
+    """
+
+    class _WeakMethod:
+        def __get__(self, obj, obj_type=None):
+            if obj is None:
+                return fn
+            ref = weakref.ref(obj)
+
+            @functools.wraps(fn)
+            def bound(*args, **kwargs):
+                instance = ref()
+                if instance is None:
+                    raise AttributeError(f"{fn.__name__}: its object no longer exists")
+                return fn(instance, *args, **kwargs)
+
+            return bound
+
+    return _WeakMethod()
+
+
+def torch_jit_script_if_tracing(fn: Callable) -> Callable:
+    """``fn``, compiled with ``torch.jit.script`` the first time it is called while
+    tracing (so traced callers keep its data-dependent control flow)."""
+    scripted = []
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not torch.jit.is_tracing():
+            return fn(*args, **kwargs)
+        if not scripted:
+            scripted.append(torch.jit.script(fn))
+        return scripted[0](*args, **kwargs)
+
+    return wrapper
