@@ -5,7 +5,7 @@
 
 __version__ = "0.1.0"
 
-from . import distributions, infer, nn, optim, params, poutine
+from . import distributions, infer, nn, optim, params, poutine, settings
 from .poutine.handlers import condition, do, markov
 from .primitives import (
     clear_param_store,
@@ -29,5 +29,5 @@ __all__ = [
     "infer", "nn", "optim",
     "enable_validation", "factor", "get_param_store", "is_validation_enabled", "markov", "module",
     "param", "params", "plate", "plate_stack", "poutine", "random_module", "sample",
-    "set_rng_seed", "subsample", "validation_enabled",
+    "set_rng_seed", "settings", "subsample", "validation_enabled",
 ]  # fmt: skip

@@ -13,6 +13,7 @@ import torch
 
 from .distributions.util import check_observation
 from .params import param_store as _param_store
+from .poutine.mask_messenger import MaskMessenger
 from .poutine.plate_messenger import PlateMessenger
 from .poutine.runtime import am_i_wrapped, apply_stack, effectful, new_message
 
@@ -30,8 +31,13 @@ def clear_param_store() -> None:
 def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] = None, **kwargs):
     """Draw (or observe, with ``obs``) a random variable named ``name`` from ``fn``.
 
+    Outside any handler an observation means nothing, so, as in Pyro, it warns
+    (``RuntimeWarning``) and returns ``obs``.
+
     >>> import torch, pyrolite, pyrolite.distributions as dist
-    >>> pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+    >>> from pyrolite import poutine
+    >>> with poutine.trace():
+    ...     pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
     tensor(0.5000)
     """
     if not callable(fn):
@@ -44,7 +50,14 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
         return _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs)
     if not am_i_wrapped():
         # Fast path: no handlers, nothing to record.
-        return fn(*args, **kwargs) if obs is None else obs
+        if obs is None:
+            return fn(*args, **kwargs)
+        warnings.warn(
+            f"trying to observe a value outside of inference at {name}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return obs
     if not isinstance(name, str):
         raise TypeError(f"sample site name must be a str, got {type(name).__name__} {name!r}")
     if isinstance(obs, torch.Tensor):
@@ -64,19 +77,27 @@ def sample(name: str, fn, *args, obs=None, obs_mask=None, infer: Optional[dict] 
 
 
 def _masked_observe(name, fn, obs, obs_mask, infer, *args, **kwargs):
-    """Partially observed site: ``{name}_observed`` where ``obs_mask``, latent elsewhere.
-
-    The merged value is recorded as the deterministic site ``name``, as in Pyro.
-    """
-    if obs_mask.dtype != torch.bool:
-        raise TypeError(f"obs_mask at site '{name}' must be a bool tensor, got {obs_mask.dtype}")
-    if obs is None:
-        raise ValueError(f"obs_mask at site '{name}' needs obs")
-    observed = sample(f"{name}_observed", fn.mask(obs_mask), *args, obs=obs, infer=infer, **kwargs)
-    latent = sample(f"{name}_unobserved", fn.mask(~obs_mask), *args, infer=infer, **kwargs)
+    """Partially observed site, as Pyro: ``{name}_observed`` (masked by ``obs_mask``) and
+    ``{name}_unobserved`` (masked by ``~obs_mask``) both sample ``fn`` itself, with the
+    mask on the site (``site["mask"]``), and their merge is the deterministic site
+    ``name``. With ``obs=None`` both parts are latent."""
+    if not isinstance(obs_mask, torch.Tensor) or obs_mask.dtype != torch.bool:
+        # ValueError, as Pyro raises.
+        raise ValueError(
+            f"obs_mask at site '{name}' must be a bool tensor, got "
+            f"{getattr(obs_mask, 'dtype', type(obs_mask).__name__)}; convert with .bool()"
+        )
+    with MaskMessenger(obs_mask):
+        observed = sample(f"{name}_observed", fn, *args, obs=obs, infer=_copy(infer), **kwargs)
+    with MaskMessenger(~obs_mask):
+        latent = sample(f"{name}_unobserved", fn, *args, infer=_copy(infer), **kwargs)
     event_dim = len(getattr(fn, "event_shape", ()))
     value = torch.where(obs_mask.reshape(obs_mask.shape + (1,) * event_dim), observed, latent)
     return deterministic(name, value, event_dim=event_dim)
+
+
+def _copy(infer: Optional[dict]) -> Optional[dict]:
+    return dict(infer) if infer else None
 
 
 def param(
@@ -180,6 +201,8 @@ def deterministic(name: str, value: torch.Tensor, event_dim: Optional[int] = Non
     """Record a deterministic function of other sites; it adds nothing to the log-joint."""
     from .distributions import Delta
 
+    if not am_i_wrapped():
+        return value  # nothing records it (and, as in Pyro, no observe-outside warning)
     event_dim = value.dim() if event_dim is None else event_dim
     return sample(
         name,

@@ -98,3 +98,13 @@ class TorchDistributionMixin(Distribution):
 
 class TorchDistribution(torch.distributions.Distribution, TorchDistributionMixin):
     """Base class for distributions pyrolite defines itself (Delta, Unit, ...)."""
+
+    # Set by ``distributions.expanded``, which defines it on top of this class.
+    expanded_class: type
+
+    def expand(self, batch_shape: Sequence[int], _instance=None):
+        """``self`` seen with a larger ``batch_shape``. torch's default raises
+        NotImplementedError; as in Pyro, a family without its own ``expand`` is wrapped in
+        an :class:`~pyrolite.distributions.ExpandedDistribution` instead."""
+        expanded = TorchDistribution.expanded_class(self, torch.Size(batch_shape))
+        return copy_forced_has_rsample(self, expanded)

@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import warnings
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
@@ -424,6 +425,31 @@ def weakmethod(fn: Callable) -> Callable:
             return bound
 
     return _WeakMethod()
+
+
+@contextmanager
+def ignore_jit_warnings(filter=None):
+    """While a ``torch.jit.trace`` runs, silence its ``TracerWarning`` s (only those whose
+    message matches an entry of ``filter``: a message regex, or ``(message, category)``).
+    Outside tracing it installs no filter, so ordinary warnings are never hidden.
+
+    >>> with ignore_jit_warnings():
+    ...     torch.ones(2).tolist()
+    [1.0, 1.0]
+    """
+    if not torch.jit.is_tracing():
+        yield
+        return
+    with warnings.catch_warnings():
+        if filter is None:
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        else:
+            for entry in filter:
+                message, category = (
+                    (entry, torch.jit.TracerWarning) if isinstance(entry, str) else entry
+                )
+                warnings.filterwarnings("ignore", message=message, category=category)
+        yield
 
 
 def torch_jit_script_if_tracing(fn: Callable) -> Callable:

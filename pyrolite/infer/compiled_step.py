@@ -32,7 +32,7 @@ from ..optim.functional import (
 )
 from ..params.param_store import get_param_store
 from ..poutine.param_leaves_messenger import MissingLeaf, ParamLeavesMessenger
-from ..util import is_validation_enabled, validation_disabled
+from ..process_state import is_validation_enabled, validation_disabled
 from .elbo import ELBO
 from .step_engine import EagerStep, StepLedger, finish_step, finite_verdict, rejected
 

@@ -23,7 +23,7 @@ from ..poutine.handlers import replay
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 from ..poutine.util import max_plate_nesting_of, prune_subsample_sites_
-from ..util import warn_once
+from ..process_state import warn_once
 from .enum import EnumLayout, enum_layout, factor_tensors, plate_batch_shape
 
 

@@ -56,7 +56,7 @@ import torch.distributed as dist
 
 from ..params.param_store import get_param_store
 from ..poutine.shard_messenger import FingerprintMessenger, ShardMessenger
-from ..util import get_rng_state, set_rng_state
+from ..process_state import get_rng_state, set_rng_state
 from .step_engine import StepHooks, finite_verdict
 from .svi import SVI
 

@@ -35,7 +35,7 @@ from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
 from ..poutine.util import check_site_shape, max_plate_nesting_of, prune_subsample_sites_
-from ..util import (
+from ..process_state import (
     get_rng_state,
     is_validation_enabled,
     set_rng_state,

@@ -17,7 +17,7 @@ from ..poutine.param_leaves_messenger import ParamLeavesMessenger
 from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import TraceMessenger, run_traced
 from ..poutine.util import max_plate_nesting_of
-from ..util import validation_disabled
+from ..process_state import validation_disabled
 
 
 class _DirichletDraw:

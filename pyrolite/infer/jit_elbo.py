@@ -8,7 +8,7 @@ The variant compiles the estimator's ``loss_and_surrogate`` (per model/guide pai
 from typing import Callable, Dict, Tuple
 
 from ..ops.jit import CompiledFunction, trace
-from ..util import is_validation_enabled
+from ..process_state import is_validation_enabled
 from .elbo import ELBO
 
 

@@ -18,7 +18,7 @@ from ..params.serialization import load_weights_only, save_atomic
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.param_reads_messenger import ParamReadsMessenger
 from ..poutine.trace_messenger import run_traced
-from ..util import get_rng_state, is_validation_enabled, set_rng_state, validation_disabled
+from ..process_state import get_rng_state, is_validation_enabled, set_rng_state, validation_disabled
 from .abstract_infer import TracePosterior
 from .compiled_step import CompiledStep
 from .elbo import ELBO

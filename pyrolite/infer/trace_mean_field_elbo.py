@@ -17,7 +17,7 @@ from ..distributions import kl_divergence
 from ..distributions.util import scale_and_mask
 from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
-from ..util import warn_once
+from ..process_state import warn_once
 from .elbo import ELBO, sum_terms
 
 _KL, _MONTE_CARLO = "kl", "mc"

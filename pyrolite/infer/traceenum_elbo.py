@@ -33,7 +33,7 @@ from ..poutine.handlers import queue
 from ..poutine.plate_messenger import vectorize
 from ..poutine.runtime import Message
 from ..poutine.trace_struct import Trace
-from ..util import warn_once
+from ..process_state import warn_once
 from .elbo import ELBO, PARTICLE_PLATE, TracePair, detach, sum_terms
 from .enum import EnumLayout, enum_layout, factor_tensors, plate_batch_shape, positional
 from .tracegraph_elbo import BaselineMixin, warn_unused_baselines

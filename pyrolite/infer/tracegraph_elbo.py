@@ -39,7 +39,7 @@ from ..distributions.util import is_identically_zero
 from ..ops.provenance import detach_provenance, get_provenance, track_provenance
 from ..poutine.messenger import Messenger
 from ..poutine.trace_struct import Trace
-from ..util import warn_once
+from ..process_state import warn_once
 from .elbo import ELBO, detach, sum_terms
 from .trace_elbo import elbo_parts
 from .util import fits_within

@@ -1,24 +1,168 @@
-"""Helpers shared by the estimators: grads, plate-aware cost sums, model/guide checks."""
+"""Helpers shared by the estimators: grads, plate-aware cost sums, model/guide checks,
+and the names Pyro programs import from ``pyro.infer.util`` (``MultiFrameTensor``,
+``torch_exp``, ``torch_item``, ``get_plate_stacks``, ...)."""
 
+import dataclasses
 import math
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..distributions import Delta
+from ..distributions.util import is_identically_zero
 from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
 from ..poutine.util import check_site_shape
-from ..util import warn_once
+from ..poutine.util import site_is_subsample as site_is_subsample
+from ..process_state import enable_validation as enable_validation
+from ..process_state import is_validation_enabled as is_validation_enabled
+from ..process_state import validation_enabled as validation_enabled
+from ..process_state import warn_once
+
+Number = Union[int, float]
 
 
 def zero_grads(tensors: Iterable[torch.Tensor]) -> None:
+    """Set the gradients of ``tensors`` to zero in place (those that have one).
+
+    >>> x = torch.tensor(2.0, requires_grad=True); (x * x).backward(); zero_grads([x])
+    >>> x.grad
+    tensor(0.)
+    """
     for p in tensors:
-        p.grad = None
+        if p.grad is not None:
+            p.grad.detach_()
+            p.grad.zero_()
 
 
-def torch_item(x) -> float:
+def torch_item(x: Union[torch.Tensor, Number]) -> float:
+    """``x.item()`` for a tensor, ``float(x)`` for a number.
+
+    >>> torch_item(torch.tensor(2.5)), torch_item(3)
+    (2.5, 3.0)
+    """
     return x.item() if isinstance(x, torch.Tensor) else float(x)
+
+
+def torch_exp(x: Union[torch.Tensor, Number]) -> Union[torch.Tensor, float]:
+    """``x.exp()`` for a tensor, ``math.exp(x)`` for a number.
+
+    >>> round(torch_exp(1.0), 4), torch_exp(torch.tensor(0.0))
+    (2.7183, tensor(1.))
+    """
+    return x.exp() if isinstance(x, torch.Tensor) else math.exp(x)
+
+
+def torch_backward(x: Union[torch.Tensor, Number], retain_graph: Optional[bool] = None) -> None:
+    """``x.backward()`` for a tensor with a graph; a no-op for numbers and constants (a
+    loss with nothing to differentiate).
+
+    >>> w = torch.tensor(3.0, requires_grad=True); torch_backward(w * w); w.grad
+    tensor(6.)
+    >>> torch_backward(1.0)
+    """
+    if isinstance(x, torch.Tensor) and x.requires_grad:
+        x.backward(retain_graph=retain_graph)
+
+
+def torch_sum(tensor: torch.Tensor, dims: Iterable[int]) -> torch.Tensor:
+    """Sum ``tensor`` over those of ``dims`` (negative) that it has, keeping them as size 1.
+
+    >>> torch_sum(torch.ones(2, 3), (-1,)).shape, torch_sum(torch.ones(3), (-2, -1)).shape
+    (torch.Size([2, 1]), torch.Size([1]))
+    """
+    present = [d for d in dims if -d <= tensor.dim()]
+    return tensor.sum(present, keepdim=True) if present else tensor
+
+
+class MultiFrameTensor(dict):
+    """Sums of tensors from sites in different plates, keyed by the set of their plate
+    frames; ``sum_to(frames)`` adds them as seen from a site in ``frames``: each term's
+    plate dims not in ``frames`` summed out (as in ``TraceGraph_ELBO``'s downstream
+    costs), leading size-1 dims dropped.
+
+    >>> from pyrolite.poutine.plate_messenger import CondIndepStackFrame
+    >>> p = CondIndepStackFrame("p", -1, 3, 0, 3)
+    >>> costs = MultiFrameTensor(((), torch.tensor(1.0)), ((p,), torch.tensor([1.0, 2.0, 3.0])))
+    >>> costs.sum_to((p,)), costs.sum_to(())
+    (tensor([2., 3., 4.]), tensor(7.))
+    """
+
+    def __init__(self, *items: Tuple[Sequence, torch.Tensor]):
+        super().__init__()
+        self.add(*items)
+
+    def add(self, *items: Tuple[Sequence, torch.Tensor]) -> None:
+        """Add each ``(cond_indep_stack, value)``; frames are compared as a set."""
+        for frames, value in items:
+            key = frozenset(f for f in frames if f.vectorized)
+            self[key] = value if key not in self else self[key] + value
+
+    def sum_to(self, target_frames: Iterable) -> Union[torch.Tensor, float]:
+        target = frozenset(target_frames)
+        total = None
+        for frames, value in self.items():
+            for frame in frames:
+                if frame not in target and value.dim() >= -frame.dim:
+                    if value.shape[frame.dim] != 1:
+                        value = value.sum(frame.dim, keepdim=True)
+            while value.dim() and value.shape[0] == 1:
+                value = value.squeeze(0)
+            total = value if total is None else total + value
+        return 0.0 if total is None else total
+
+
+def get_plate_stacks(trace: Trace) -> Dict[str, List]:
+    """``{site name: [vectorized plate frames, outermost first]}`` for the sample sites.
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> def model():
+    ...     with pyrolite.plate("p", 3):
+    ...         pyrolite.sample("x", dist.Normal(0.0, 1.0))
+    >>> [f.name for f in get_plate_stacks(poutine.trace(model).get_trace())["x"]]
+    ['p']
+    """
+    return {
+        name: [f for f in site["cond_indep_stack"] if f.vectorized]
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+    }
+
+
+def get_dependent_plate_dims(sites: Iterable[dict]) -> List[int]:
+    """The dims (ascending) of the plates that enclose some but not all of ``sites``."""
+    stacks = [{f for f in site["cond_indep_stack"] if f.vectorized} for site in sites]
+    if not stacks:
+        return []
+    common = set.intersection(*stacks)
+    return sorted({f.dim for stack in stacks for f in stack - common})
+
+
+def check_fully_reparametrized(guide_site: dict) -> None:
+    """Raise ``NotImplementedError`` unless the guide site (with ``score_parts``
+    computed) is fully reparameterized: no score-function term."""
+    if not is_identically_zero(guide_site["score_parts"].score_function):
+        raise NotImplementedError(
+            "All distributions in the guide must be fully reparameterized "
+            f"(site '{guide_site['name']}' is not)."
+        )
+
+
+class CloneMixin:
+    """``.clone()`` for dataclasses whose fields are tensors: a copy with cloned fields.
+
+    >>> @dataclasses.dataclass
+    ... class Pair(CloneMixin):
+    ...     a: torch.Tensor
+    >>> p = Pair(torch.zeros(1)); q = p.clone(); q.a += 1; p.a
+    tensor([0.])
+    """
+
+    def clone(self):
+        return type(self)(
+            **{f.name: getattr(self, f.name).clone() for f in dataclasses.fields(self)}
+        )
 
 
 def sum_to_plates(term: torch.Tensor, site_frames: tuple, keep: Dict[int, object]) -> torch.Tensor:

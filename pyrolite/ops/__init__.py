@@ -2,9 +2,22 @@
 functions of the ParamStore), ``contract`` (sum-product and max-product over plated factor
 graphs, by tensor variable elimination with ``opt_einsum`` paths; ``einsum`` in log space),
 ``indexing`` (``Vindex``/``vindex``: broadcasting advanced indexing for enumerated values),
-``scan`` (log-space matrix products over time in O(log T) depth) and ``provenance``."""
+``scan`` (log-space matrix products over time in O(log T) depth), ``provenance``,
+``gaussian``/``gamma_gaussian`` (Gaussian factors in information form, behind the Gaussian
+HMMs), and Pyro's ``packed`` and ``rings`` helpers."""
 
-from . import contract, indexing, jit, provenance, scan
+from . import contract, gamma_gaussian, gaussian, indexing, jit, packed, provenance, rings, scan
 from .contract import einsum
 
-__all__ = ["contract", "einsum", "indexing", "jit", "provenance", "scan"]
+__all__ = [
+    "contract",
+    "einsum",
+    "gamma_gaussian",
+    "gaussian",
+    "indexing",
+    "jit",
+    "packed",
+    "provenance",
+    "rings",
+    "scan",
+]

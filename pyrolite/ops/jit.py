@@ -19,7 +19,7 @@ from ..poutine.block_messenger import BlockMessenger
 from ..poutine.param_leaves_messenger import ParamLeavesMessenger
 from ..poutine.param_reads_messenger import ParamReadsMessenger
 from ..poutine.runtime import am_i_wrapped, apply_stack, new_message
-from ..util import get_rng_state, set_rng_state, validation_disabled
+from ..process_state import get_rng_state, set_rng_state, validation_disabled
 
 __all__ = ["CompiledFunction", "JitFallbackWarning", "trace"]
 

@@ -17,7 +17,7 @@ frozenset()
 True
 """
 
-from typing import Any, FrozenSet
+from typing import Any, FrozenSet, Tuple
 
 import torch
 
@@ -93,9 +93,21 @@ def detach_provenance(x):
     return x
 
 
+def extract_provenance(x) -> Tuple[Any, Provenance]:
+    """``(detach_provenance(x), get_provenance(x))``: the plain value and its marks.
+
+    >>> x = track_provenance(torch.tensor(1.0), frozenset({"x"}))
+    >>> value, marks = extract_provenance((x * 2, 3))
+    >>> type(value[0]) is torch.Tensor, sorted(marks)
+    (True, ['x'])
+    """
+    return detach_provenance(x), get_provenance(x)
+
+
 __all__ = [
     "ProvenanceTensor",
     "detach_provenance",
+    "extract_provenance",
     "get_provenance",
     "track_provenance",
 ]

@@ -8,6 +8,7 @@ constrained value reach the leaf. Checkpoints hold plain data only.
 import re
 import warnings
 import weakref
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -28,7 +29,7 @@ from pyrolite.params.constraint_codec import (
     torch_constraint_classes,
 )
 from pyrolite.params.serialization import PathLike, load_weights_only, save_atomic
-from pyrolite.util import is_validation_enabled
+from pyrolite.process_state import is_validation_enabled
 
 InitValue = Union[torch.Tensor, Callable[[], torch.Tensor]]
 StateDict = Dict[str, Dict[str, Any]]
@@ -235,6 +236,18 @@ class ParamStoreDict:
         if old_param is not leaf and not (callable(ref) and ref() is leaf):
             raise ValueError(f"replace_param: old_param is not the current value of {param_name!r}")
         self[param_name] = new_param
+
+    @property
+    def _params(self) -> "UnconstrainedParams":
+        """Read-only ``{name: unconstrained leaf}`` view, for user code written against
+        Pyro's private ``ParamStoreDict._params`` dict (assign through the store instead).
+
+        >>> store = ParamStoreDict()
+        >>> _ = store.get_param("s", torch.tensor(1.0), constraints.positive)
+        >>> store._params["s"]
+        tensor(0., requires_grad=True)
+        """
+        return UnconstrainedParams(self)
 
     def param_name(self, p: torch.Tensor) -> Optional[str]:
         """The name of the unconstrained leaf ``p``, or None if ``p`` is not one."""
@@ -574,6 +587,27 @@ class ParamStoreDict:
             (name, _fresh_leaf(tensor, copy), constraint, transform)
             for name, tensor, constraint, transform in parsed
         ]
+
+
+class UnconstrainedParams(Mapping):
+    """A live, read-only mapping of a store's param names to their unconstrained leaves."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: ParamStoreDict) -> None:
+        self._store = store
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._store.unconstrained(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store._entries)
+
+    def __len__(self) -> int:
+        return len(self._store._entries)
+
+    def __repr__(self) -> str:
+        return f"UnconstrainedParams({list(self)!r})"
 
 
 def _constrained_shape(leaf: torch.Tensor, transform: Optional[Transform]):

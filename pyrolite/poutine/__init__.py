@@ -1,6 +1,6 @@
 """Effect handlers ("poutines"): the messenger stack every primitive passes through."""
 
-from ..util import enable_validation
+from ..process_state import enable_validation
 from . import runtime
 from .block_messenger import BlockMessenger
 from .broadcast_messenger import BroadcastMessenger
@@ -45,8 +45,10 @@ from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
 from .uncondition_messenger import UnconditionMessenger
+from .util import is_validation_enabled
 
 __all__ = [
+    "is_validation_enabled",
     "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
     "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",
     "MarkovMessenger", "MaskMessenger", "Messenger", "NonlocalExit", "ParamLeavesMessenger",

@@ -5,7 +5,8 @@ from typing import Union
 import torch
 
 from .messenger import Messenger
-from .runtime import Message, effectful
+from .runtime import Message
+from .runtime import get_mask as runtime_get_mask
 
 
 class MaskMessenger(Messenger):
@@ -44,11 +45,6 @@ class MaskMessenger(Messenger):
         msg["value"] = self._combine(msg["value"])
 
 
-@effectful(type="get_mask")
-def _get_mask():
-    return None
-
-
 def get_mask():
     """The mask of the enclosing ``poutine.mask`` contexts, or None.
 
@@ -60,4 +56,4 @@ def get_mask():
     ...     poutine.get_mask()
     tensor([ True, False])
     """
-    return _get_mask(infer={"_do_not_trace": True})
+    return runtime_get_mask()

@@ -10,6 +10,7 @@ Used as an iterator, it is a sequential plate: one independent context per index
 
 import operator
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, NamedTuple, Optional, Union
 
 import torch
@@ -229,7 +230,16 @@ class PlateMessenger(Messenger):
         if not _STACK:
             return fn()
         msg = new_message("sample", self.name, fn, infer={"_subsample": True})
-        return apply_stack(msg)["value"]
+        indices = apply_stack(msg)["value"]
+        if shard is None and indices is not None and indices.shape[0] != self._batch:
+            # A replayed guide subsample of another size would silently misalign the data.
+            raise ValueError(
+                f"plate('{self.name}'): subsample_size does not match len(subsample), "
+                f"{self._batch} vs {indices.shape[0]}. Did you accidentally use different "
+                "subsample_size in the model and guide? Give both plates the same "
+                "subsample_size."
+            )
+        return indices
 
     @property
     def indices(self) -> torch.Tensor:
@@ -260,6 +270,9 @@ class PlateMessenger(Messenger):
 
     def _pyro_param(self, msg: Message) -> None:
         msg["cond_indep_stack"] = (self._frame,) + msg["cond_indep_stack"]
+
+    def _pyro_get_plates(self, msg: Message) -> None:
+        msg["value"] = (self._frame,) + (msg["value"] or ())
 
     def _pyro_post_param(self, msg: Message) -> None:
         # A local param declared with event_dim (full plate size at this plate's dim)
@@ -317,6 +330,9 @@ class _SequentialPlateContext(Messenger):
         if self._scale != 1.0:
             msg["scale"] = self._scale * msg["scale"]
 
+    def _pyro_get_plates(self, msg: Message) -> None:
+        msg["value"] = (self._frame,) + (msg["value"] or ())
+
 
 def vectorize(fn: Callable, name: str, size: int, dim: int) -> Callable:
     """``fn`` run inside one more plate ``name`` of ``size`` at ``dim``: all particles or
@@ -333,3 +349,45 @@ def vectorize(fn: Callable, name: str, size: int, dim: int) -> Callable:
             return fn(*args, **kwargs)
 
     return vectorized
+
+
+@contextmanager
+def block_plate(
+    name: Optional[str] = None, dim: Optional[int] = None, *, strict: bool = True
+) -> Iterator[None]:
+    """Hide one enclosing plate (chosen by ``name`` or ``dim``) from the sites inside,
+    e.g. to sample a global variable lazily inside a plated context. The plate keeps its
+    dim, so the sites inside get size 1 there. With ``strict``, a ValueError unless
+    exactly one plate matches.
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> with pyrolite.plate("data", 3):
+    ...     with block_plate("data"):
+    ...         pyrolite.sample("loc", dist.Normal(0.0, 1.0)).shape
+    torch.Size([])
+    """
+    if (name is None) == (dim is None):
+        raise ValueError(
+            "Exactly one of name,dim must be specified: block_plate(name='data') or "
+            "block_plate(dim=-1)"
+        )
+    matches = [
+        i
+        for i, frame in enumerate(_STACK)
+        if isinstance(frame, PlateMessenger)
+        and frame._frame is not None
+        and (frame.name == name if name is not None else frame.dim == dim)
+    ]
+    if strict and len(matches) != 1:
+        raise ValueError(
+            f"block_plate matched {len(matches)} messengers. Try either removing the "
+            "block_plate or setting strict=False."
+        )
+    blocked = [(i, _STACK[i]) for i in matches]
+    for i, _ in reversed(blocked):
+        del _STACK[i]
+    try:
+        yield
+    finally:
+        for i, frame in blocked:
+            _STACK.insert(i, frame)

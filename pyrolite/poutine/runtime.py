@@ -1,4 +1,5 @@
-"""The effect-handler stack: messages, ``apply_stack`` and ``effectful``.
+"""The effect-handler stack: messages, ``apply_stack``, ``effectful``, and what a model
+may ask of its context (``am_i_wrapped``, ``get_mask``, ``get_plates``).
 
 Every primitive (``sample``, ``param``, ``subsample``, ...) becomes a *message*, a
 plain dict, that travels through the active handlers: innermost first through
@@ -15,6 +16,7 @@ import torch
 _STACK: List[Any] = []
 
 Message = Dict[str, Any]
+InferDict = Dict[str, Any]  # a message's ``infer`` field (a TypedDict in Pyro)
 
 
 class NonlocalExit(Exception):
@@ -194,3 +196,36 @@ def effectful(fn: Optional[Callable] = None, type: Optional[str] = None) -> Call
         return apply_stack(msg)["value"]
 
     return _fn
+
+
+@effectful(type="get_mask")
+def _get_mask():
+    return None
+
+
+def get_mask():
+    """The mask of the enclosing ``poutine.mask`` contexts (None when there is none): each
+    mask handler combines its mask into this message's value.
+
+    >>> get_mask() is None
+    True
+    """
+    return _get_mask(infer={"_do_not_trace": True})
+
+
+@effectful(type="get_plates")
+def _get_plates():
+    return ()
+
+
+def get_plates() -> tuple:
+    """The ``CondIndepStackFrame`` of each enclosing plate, outermost first (a plate
+    hidden by ``block_plate`` is left out): each active plate adds its frame to this
+    message's value.
+
+    >>> import pyrolite
+    >>> with pyrolite.plate("a", 2), pyrolite.plate("b", 3):
+    ...     [(f.name, f.dim, f.size) for f in get_plates()]
+    [('a', -1, 2), ('b', -2, 3)]
+    """
+    return _get_plates(infer={"_do_not_trace": True})

@@ -1,6 +1,6 @@
 """``seed``: run under a fixed RNG seed and restore the caller's RNG state afterwards."""
 
-from ..util import get_rng_state, set_rng_seed, set_rng_state
+from ..process_state import get_rng_state, set_rng_seed, set_rng_state
 from .messenger import Messenger
 
 

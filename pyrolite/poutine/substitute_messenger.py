@@ -7,7 +7,7 @@ from typing import Set
 import torch
 
 from ..params import param_store
-from ..util import is_validation_enabled
+from ..process_state import is_validation_enabled
 from .messenger import Messenger
 from .runtime import Message
 

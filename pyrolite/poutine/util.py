@@ -1,10 +1,13 @@
-"""Trace utilities shared by handlers and estimators: subsample sites, shape checks, queues."""
+"""Trace utilities shared by handlers and estimators: subsample and factor sites, shape
+checks, and the escape/extend rules of ``poutine.queue`` (search over discrete sites)."""
 
 from typing import List, Optional
 
 import torch
 
-from ..util import warn_once
+from ..process_state import enable_validation as enable_validation
+from ..process_state import is_validation_enabled as is_validation_enabled
+from ..process_state import warn_once
 from .runtime import Message
 from .trace_struct import Trace
 
@@ -12,6 +15,23 @@ from .trace_struct import Trace
 def site_is_subsample(site: dict) -> bool:
     """True for the sample sites that hold a plate's subsample indices."""
     return site["type"] == "sample" and bool(site["infer"].get("_subsample"))
+
+
+def site_is_factor(site: dict) -> bool:
+    """True for the sites ``pyrolite.factor`` records (an observed ``Unit`` site).
+
+    >>> import torch, pyrolite
+    >>> from pyrolite import poutine
+    >>> tr = poutine.trace(lambda: pyrolite.factor("f", torch.tensor(1.0))).get_trace()
+    >>> site_is_factor(tr.nodes["f"])
+    True
+    """
+    from ..distributions.unit import Unit
+
+    fn = site["fn"]
+    while fn is not None and not isinstance(fn, Unit):
+        fn = getattr(fn, "base_dist", None)  # a masked or rescaled factor
+    return site["type"] == "sample" and fn is not None
 
 
 def prune_subsample_sites(trace: Trace) -> Trace:
@@ -112,27 +132,52 @@ def _check_dims_left_of_plates(site: dict, shape: torch.Size, window: int, frame
         )
 
 
+def all_escape(trace: Trace, msg: Message) -> bool:
+    """Escape (``poutine.escape``) at the first latent sample site not already in ``trace``."""
+    return msg["type"] == "sample" and not msg["is_observed"] and msg["name"] not in trace
+
+
 def discrete_escape(trace: Trace, msg: Message) -> bool:
     """Escape at the first discrete latent site not already in ``trace``."""
-    return (
-        msg["type"] == "sample"
-        and not msg["is_observed"]
-        and msg["name"] not in trace
-        and getattr(msg["fn"], "has_enumerate_support", False)
-    )
+    return all_escape(trace, msg) and bool(getattr(msg["fn"], "has_enumerate_support", False))
 
 
 def enum_extend(trace: Trace, msg: Message, num_samples: Optional[int] = None) -> List[Trace]:
-    """One copy of ``trace`` per value of the site in ``msg`` (or ``num_samples`` draws)."""
-    if num_samples is None:
-        values = msg["fn"].enumerate_support(expand=True)
-    else:
-        values = [msg["fn"]() for _ in range(num_samples)]
-    extended = []
-    for value in values:
-        new_trace = trace.copy()
-        site = msg.copy()
-        site["value"] = value
-        new_trace.add_node(msg["name"], **site)
-        extended.append(new_trace)
-    return extended
+    """One copy of ``trace`` per value in the support of the site in ``msg``, the site
+    added with that value; at most ``num_samples`` copies (the first values).
+
+    ``enumerate_support()`` is called without arguments, as Pyro does, so a user
+    distribution whose ``enumerate_support(self)`` takes none works.
+
+    >>> import torch, pyrolite.distributions as dist
+    >>> from pyrolite.poutine.runtime import new_message
+    >>> msg = new_message("sample", "c", dist.Categorical(torch.ones(3) / 3))
+    >>> [int(t.nodes["c"]["value"]) for t in enum_extend(Trace(), msg)]
+    [0, 1, 2]
+    """
+    values = msg["fn"].enumerate_support()
+    if num_samples is not None:
+        values = values[:num_samples]
+    return [_extend(trace, msg, value) for value in values]
+
+
+def mc_extend(trace: Trace, msg: Message, num_samples: Optional[int] = None) -> List[Trace]:
+    """``num_samples`` (default 1) copies of ``trace``, each with the site in ``msg``
+    added at a fresh draw from its distribution (Monte Carlo instead of enumeration).
+
+    >>> import torch, pyrolite.distributions as dist
+    >>> from pyrolite.poutine.runtime import new_message
+    >>> msg = new_message("sample", "z", dist.Normal(0.0, 1.0))
+    >>> len(mc_extend(Trace(), msg, num_samples=3))
+    3
+    """
+    count = 1 if num_samples is None else num_samples
+    return [_extend(trace, msg, msg["fn"](*msg["args"], **msg["kwargs"])) for _ in range(count)]
+
+
+def _extend(trace: Trace, msg: Message, value) -> Trace:
+    new_trace = trace.copy()
+    site = msg.copy()
+    site["value"] = value
+    new_trace.add_node(msg["name"], **site)
+    return new_trace
