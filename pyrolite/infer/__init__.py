@@ -3,6 +3,7 @@
 from . import autoguide
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .compiled_step import CompiledStep
+from .csis import CSIS
 from .discrete import infer_discrete
 from .distributed import DistributedSVI
 from .elbo import ELBO, ELBOModule
@@ -20,21 +21,25 @@ from .jit_elbo import (
 )
 from .predictive import Predictive
 from .renyi_elbo import RenyiELBO
+from .rws import ReweightedWakeSleep
 from .step_engine import EagerStep, StepHooks, StepLedger
 from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .trace_mean_field_elbo import TraceMeanField_ELBO
+from .trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from .traceenum_elbo import TraceEnum_ELBO
 from .tracegraph_elbo import TraceGraph_ELBO
-from .util import zero_grads
+from .tracetmc_elbo import TraceTMC_ELBO
+from .util import enable_validation, is_validation_enabled, zero_grads
 
 __all__ = [
+    "CSIS",
     "CompileInfo",
     "CompiledStep",
     "DistributedSVI",
-    "EagerStep",
     "ELBO",
     "ELBOModule",
+    "EagerStep",
     "EmpiricalMarginal",
     "Importance",
     "JitMixin",
@@ -46,19 +51,24 @@ __all__ = [
     "Marginals",
     "Predictive",
     "RenyiELBO",
+    "ReweightedWakeSleep",
     "SVI",
     "SVIRunResult",
     "StepHooks",
     "StepLedger",
-    "TracePosterior",
-    "TracePredictive",
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
+    "TracePosterior",
+    "TracePredictive",
+    "TraceTMC_ELBO",
+    "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
     "config_enumerate",
+    "enable_validation",
     "export_guide",
     "infer_discrete",
+    "is_validation_enabled",
     "jit_variant",
     "zero_grads",
 ]
