@@ -171,4 +171,6 @@ def test_distributed_regression_trains_on_two_processes(tmp_path):
 
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == steps
-    assert sorted(state["param_store"]["params"]) == ["auto_loc", "auto_scale"]
+    assert sorted(state["param_store"]["params"]) == [
+        "AutoDiagonalNormal.loc", "AutoDiagonalNormal.scale"
+    ]  # fmt: skip

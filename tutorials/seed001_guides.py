@@ -102,7 +102,9 @@ def main(steps: int, auto_steps: int) -> None:
     autoguide = AutoMultivariateNormal(model_forauto)
     autosvi = SVI(model_forauto, autoguide, optim=Adam({"lr": 0.005}), loss=Trace_ELBO())
     autosvi_result = autosvi.fit(auto_steps)
-    L = autosvi_result.params["auto_scale_tril"]
+    params = autosvi_result.params  # covariance factor: scale[:, None] * unit scale_tril
+    scale = params["AutoMultivariateNormal.scale"]
+    L = scale[:, None] * params["AutoMultivariateNormal.scale_tril"]
     cov = L @ L.T
     eigvals, eigvecs = torch.linalg.eigh(cov)
     sigmas = eigvals.sqrt()

@@ -1,6 +1,6 @@
 """Inference: ELBO estimators, SVI, and trace-based posteriors."""
 
-from . import autoguide
+from . import autoguide, inspect
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .compiled_step import CompiledStep
 from .csis import CSIS

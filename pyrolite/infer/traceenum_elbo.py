@@ -201,11 +201,14 @@ class TraceEnum_ELBO(BaselineMixin, ELBO):
             guide = queue(
                 guide, queue=pending, escape_fn=_sequential_escape, extend_fn=_sequential_extend
             )
-        model, guide = self.wrap_enum(model, guide)
         if self.vectorized:
+            # The particle plate goes inside enum, so that a site enumerated with
+            # ``num_samples`` gets its own draws per particle (enum broadcasts a site to the
+            # plates it sees).
             dim = -1 - int(self.max_plate_nesting)
             model = vectorize(model, PARTICLE_PLATE, self.num_particles, dim)
             guide = vectorize(guide, PARTICLE_PLATE, self.num_particles, dim)
+        model, guide = self.wrap_enum(model, guide)
         self._program = (model, guide, args, kwargs)
         return self._trace_pair(model, guide, args, kwargs)
 

@@ -14,6 +14,7 @@ from .handlers import (
     condition,
     do,
     enum,
+    equalize,
     escape,
     infer_config,
     lift,
@@ -45,9 +46,12 @@ from .substitute_messenger import SubstituteMessenger
 from .trace_messenger import TraceHandler, TraceMessenger
 from .trace_struct import Trace
 from .uncondition_messenger import UnconditionMessenger
+from .unwrap import unwrap
 from .util import is_validation_enabled
 
 __all__ = [
+    "equalize",
+    "unwrap",
     "is_validation_enabled",
     "BlockMessenger", "BroadcastMessenger", "CondIndepStackFrame", "ConditionMessenger",
     "DoMessenger", "EnumMessenger", "EscapeMessenger", "InferConfigMessenger", "LiftMessenger",

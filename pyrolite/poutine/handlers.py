@@ -13,6 +13,7 @@ from .broadcast_messenger import BroadcastMessenger
 from .condition_messenger import ConditionMessenger
 from .do_messenger import DoMessenger
 from .enum_messenger import EnumMessenger
+from .equalize_messenger import equalize  # noqa: F401 (Pyro has it here too)
 from .escape_messenger import EscapeMessenger
 from .infer_config_messenger import InferConfigMessenger
 from .lift_messenger import LiftMessenger

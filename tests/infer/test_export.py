@@ -114,14 +114,14 @@ def test_exported_autoguide_samples_its_posterior_without_pyrolite(tmp_path):
     guide = AutoNormal(regression_model)
     guide(x, y)
     store = pyro.get_param_store()
-    store["auto_loc_beta"] = torch.tensor([0.7, -1.2])  # as if trained: away from the init
-    store["auto_scale_beta"] = torch.tensor([0.05, 0.4])
+    store["AutoNormal.locs.beta"] = torch.tensor([0.7, -1.2])  # as if trained: off the init
+    store["AutoNormal.scales.beta"] = torch.tensor([0.05, 0.4])
     export_guide(guide, x, y, num_samples=NUM_SAMPLES, path=tmp_path / "auto.pt")
     stats = run_child(tmp_path, {"auto": (tmp_path / "auto.pt", (x, y))})["auto"]
     assert list(stats) == ["alpha", "beta", "sigma"]  # the auxiliary site is left out
     assert_moments(stats["beta"], [0.7, -1.2], [0.05, 0.4])
-    sigma_loc = pyro.param("auto_loc_sigma").item()
-    sigma_scale = pyro.param("auto_scale_sigma").item()
+    sigma_loc = pyro.param("AutoNormal.locs.sigma").item()
+    sigma_scale = pyro.param("AutoNormal.scales.sigma").item()
     assert_moments(stats["sigma"], sigma_loc, sigma_scale, key="log_mean", sd_key="log_sd")
 
 

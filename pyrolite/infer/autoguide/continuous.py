@@ -1,17 +1,19 @@
 """Flat autoguides: one joint distribution over the concatenated unconstrained latents.
 
-The guide draws one auxiliary vector ``_{prefix}_latent`` from ``get_posterior()``, cuts
-it into the model's sites, maps each piece through ``biject_to(support)`` and records it
-as a point mass whose log-density is ``-log|det J|`` of that map, so the guide's total
-``log q`` is the density of the constrained values. Params: ``{prefix}_loc`` plus the
-scale params of each family (``{prefix}_scale``, ``{prefix}_scale_tril``,
-``{prefix}_cov_factor`` / ``{prefix}_cov_diag``).
+The guide draws one auxiliary vector ``_{name}_latent`` (``name`` is the module's name,
+e.g. ``AutoDiagonalNormal``) from ``get_posterior()``, cuts it into the model's sites,
+maps each piece through ``biject_to(support)`` and records it as a point mass whose
+log-density is ``-log|det J|`` of that map, so the guide's total ``log q`` is the density
+of the constrained values. Params are module attributes, as in Pyro: ``loc`` plus each
+family's scale params (``scale``, ``scale_tril``, ``cov_factor``).
 """
 
 from contextlib import ExitStack
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
+from torch import nn
+from torch.distributions import Transform
 
 from ... import primitives as pyro
 from ...distributions import (
@@ -19,19 +21,36 @@ from ...distributions import (
     LowRankMultivariateNormal,
     MultivariateNormal,
     Normal,
+    TransformedDistribution,
     constraints,
 )
-from ...params import param_store as _param_store
+from ...distributions.transforms import AffineTransform, LowerCholeskyAffine
+from ...nn.module import PyroParam
 from ...poutine.block_messenger import BlockMessenger
 from ...poutine.condition_messenger import ConditionMessenger
 from ...poutine.plate_messenger import CondIndepStackFrame
 from ...poutine.trace_messenger import TraceMessenger
-from .guides import AutoGuide, LatentSite, _mask_is_false
+from .guides import AutoGuide, LatentSite, _check_init_scale, _mask_is_false
 from .initialization import init_to_median, init_to_value
 
 
 class AutoContinuous(AutoGuide):
-    """Base of the flat guides; subclasses define ``get_posterior`` and ``_loc_scale``."""
+    """Base of the flat guides: ``get_posterior`` is ``get_base_dist()`` pushed through
+    ``get_transform()``; subclasses override either, and ``_loc_scale``.
+
+    :param model: the model.
+    :param init_loc_fn: init strategy (see ``initialization``), applied per site.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        init_loc_fn: Callable = init_to_median,
+        *,
+        create_plates: Optional[Callable] = None,
+    ):
+        super().__init__(model, create_plates=create_plates)
+        self.init_loc_fn = init_loc_fn
 
     def _setup_sites(self) -> None:
         super()._setup_sites()
@@ -51,7 +70,6 @@ class AutoContinuous(AutoGuide):
         self._init_loc_value = torch.cat(
             [site.init_unconstrained.reshape(-1) for site in self._sites.values()]
         )
-        self._latent_name = f"_{self.prefix}_latent"
 
     def _check_can_subsample(self, name: str, frame: CondIndepStackFrame) -> None:
         raise NotImplementedError(
@@ -62,40 +80,45 @@ class AutoContinuous(AutoGuide):
             "poutine.block), or do not subsample that plate."
         )
 
-    # --- params -------------------------------------------------------------------------
+    def _init_loc(self) -> torch.Tensor:
+        """The init values of all sites, unconstrained and concatenated."""
+        return self._init_loc_value.clone()
 
-    def _param(self, suffix: str, init, constraint=None) -> torch.Tensor:
-        return pyro.param(f"{self.prefix}_{suffix}", init, constraint)
-
-    def _loc_param(self) -> torch.Tensor:
-        return self._param("loc", self._init_loc_value)
-
-    def _stored(self, suffix: str) -> torch.Tensor:
+    def _require_setup(self) -> None:
         if self.prototype_trace is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no params yet: call the guide once (e.g. one "
                 "svi.step(*args) or guide(*args)) so it can inspect the model"
             )
-        return _param_store.get_param_store()[f"{self.prefix}_{suffix}"]
 
-    @property
-    def loc(self) -> torch.Tensor:
-        """The current mean of the unconstrained latent vector."""
-        return self._stored("loc")
+    # --- the distribution ---------------------------------------------------------------
+
+    def get_base_dist(self):
+        """The standard Normal over the latent vector that ``get_transform`` maps."""
+        self._require_setup()
+        zeros = torch.zeros_like(self._init_loc_value)
+        return Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def get_transform(self, *args, **kwargs) -> Transform:
+        """The map from ``get_base_dist()`` draws to the guide's latent vector."""
+        raise NotImplementedError
 
     def get_posterior(self, *args, **kwargs):
         """The guide's distribution over the unconstrained latent vector."""
-        raise NotImplementedError
+        return TransformedDistribution(self.get_base_dist(), self.get_transform(*args, **kwargs))
 
-    def _loc_scale(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _loc_scale(self, *args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
         """Marginal mean and standard deviation of each unconstrained coordinate."""
         raise NotImplementedError
 
     # --- sampling -----------------------------------------------------------------------
 
     def sample_latent(self, *args, **kwargs) -> torch.Tensor:
+        """One draw of the latent vector, recorded as the auxiliary ``_{name}_latent`` site."""
         return pyro.sample(
-            self._latent_name, self.get_posterior(*args, **kwargs), infer={"is_auxiliary": True}
+            f"_{self._pyro_name}_latent",
+            self.get_posterior(*args, **kwargs),
+            infer={"is_auxiliary": True},
         )
 
     def _unpack_latent(
@@ -121,7 +144,8 @@ class AutoContinuous(AutoGuide):
             yield site, latent[..., start:stop].reshape(shape)
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
-        self._ensure_setup(args, kwargs)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         self._create_plates(*args, **kwargs)
         latent = self.sample_latent(*args, **kwargs)
         skip_jacobian = _mask_is_false()
@@ -145,13 +169,13 @@ class AutoContinuous(AutoGuide):
 
     def median(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
-        with torch.no_grad():
-            return self._constrained(self._loc_scale()[0], torch.Size())
+        with torch.no_grad(), self._pyro_context:
+            return self._constrained(self._loc_scale(*args, **kwargs)[0], torch.Size())
 
     def quantiles(self, quantiles, *args, **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
-        with torch.no_grad():
-            loc, scale = self._loc_scale()
+        with torch.no_grad(), self._pyro_context:
+            loc, scale = self._loc_scale(*args, **kwargs)
             qs = self._quantile_levels(quantiles, loc)
             if bool((scale == 0).all()):
                 latent = loc.expand(qs.shape + loc.shape)
@@ -162,14 +186,14 @@ class AutoContinuous(AutoGuide):
     def sample_posterior(self, *args, sample_shape=(), **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
         shape = torch.Size(sample_shape)
-        with torch.no_grad():
+        with torch.no_grad(), self._pyro_context:
             latent = self.get_posterior(*args, **kwargs).sample(shape)
             return self._constrained(latent, shape)
 
 
 class AutoDiagonalNormal(AutoContinuous):
-    """A diagonal Normal over the unconstrained latents: params ``{prefix}_loc`` and
-    ``{prefix}_scale`` (``softplus_positive``).
+    """A diagonal Normal over the unconstrained latents: params ``loc`` (an
+    ``nn.Parameter``) and ``scale`` (``softplus_positive``).
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> pyrolite.clear_param_store()
@@ -180,32 +204,46 @@ class AutoDiagonalNormal(AutoContinuous):
     >>> sorted(guide().keys())
     ['a', 'b']
     >>> {k: tuple(v.shape) for k, v in pyrolite.get_param_store().items()}
-    {'auto_loc': (3,), 'auto_scale': (3,)}
+    {'AutoDiagonalNormal.loc': (3,), 'AutoDiagonalNormal.scale': (3,)}
     >>> guide.scale
     tensor([0.2000, 0.2000, 0.2000], grad_fn=<SoftplusBackward0>)
     """
 
-    def _scale_param(self) -> torch.Tensor:
-        return self._param(
-            "scale",
-            lambda: torch.full_like(self._init_loc_value, self._init_scale),
-            constraints.softplus_positive,
+    scale_constraint = constraints.softplus_positive
+
+    def __init__(
+        self,
+        model: Callable,
+        init_loc_fn: Callable = init_to_median,
+        init_scale: float = 0.1,
+        *,
+        create_plates: Optional[Callable] = None,
+    ):
+        super().__init__(model, init_loc_fn, create_plates=create_plates)
+        self._init_scale = _check_init_scale(type(self).__name__, init_scale)
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        self.loc = nn.Parameter(self._init_loc())
+        self.scale = PyroParam(
+            torch.full_like(self._init_loc_value, self._init_scale), self.scale_constraint
         )
 
-    @property
-    def scale(self) -> torch.Tensor:
-        return self._stored("scale")
+    def get_transform(self, *args, **kwargs) -> Transform:
+        return AffineTransform(self.loc, self.scale, event_dim=1)
 
     def get_posterior(self, *args, **kwargs):
-        return Normal(self._loc_param(), self._scale_param()).to_event(1)
+        return Normal(self.loc, self.scale).to_event(1)
 
-    def _loc_scale(self):
-        return self._loc_param(), self._scale_param()
+    def _loc_scale(self, *args, **kwargs):
+        return self.loc, self.scale
 
 
 class AutoMultivariateNormal(AutoContinuous):
-    """A full-covariance Normal over the unconstrained latents: params ``{prefix}_loc`` and
-    ``{prefix}_scale_tril`` (``lower_cholesky``; covariance ``L @ L.T``).
+    """A full-covariance Normal over the unconstrained latents, parameterized as in Pyro
+    1.9: ``loc``, ``scale`` (``softplus_positive``) and ``scale_tril``
+    (``unit_lower_cholesky``); the covariance's Cholesky factor is
+    ``scale[:, None] * scale_tril``.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> pyrolite.clear_param_store()
@@ -213,36 +251,57 @@ class AutoMultivariateNormal(AutoContinuous):
     ...     pyrolite.sample("xy", dist.Normal(torch.zeros(2), 1.0).to_event(1))
     >>> guide = AutoMultivariateNormal(model, init_scale=0.5)
     >>> _ = guide()
-    >>> pyrolite.get_param_store()["auto_scale_tril"]
+    >>> guide.get_posterior().scale_tril.detach()
     tensor([[0.5000, 0.0000],
-            [0.0000, 0.5000]], grad_fn=<AddBackward0>)
+            [0.0000, 0.5000]])
+    >>> sorted(pyrolite.get_param_store().keys())
+    ['AutoMultivariateNormal.loc', 'AutoMultivariateNormal.scale', \
+'AutoMultivariateNormal.scale_tril']
     """
 
-    def _scale_tril_param(self) -> torch.Tensor:
-        return self._param(
-            "scale_tril",
-            lambda: torch.diag_embed(torch.full_like(self._init_loc_value, self._init_scale)),
-            constraints.lower_cholesky,
-        )
+    scale_constraint = constraints.softplus_positive
+    scale_tril_constraint = constraints.unit_lower_cholesky
 
-    @property
-    def scale_tril(self) -> torch.Tensor:
-        return self._stored("scale_tril")
+    def __init__(
+        self,
+        model: Callable,
+        init_loc_fn: Callable = init_to_median,
+        init_scale: float = 0.1,
+        *,
+        create_plates: Optional[Callable] = None,
+    ):
+        super().__init__(model, init_loc_fn, create_plates=create_plates)
+        self._init_scale = _check_init_scale(type(self).__name__, init_scale)
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        init = self._init_loc_value
+        self.loc = nn.Parameter(self._init_loc())
+        self.scale = PyroParam(torch.full_like(init, self._init_scale), self.scale_constraint)
+        eye = torch.eye(init.shape[0], dtype=init.dtype, device=init.device)
+        self.scale_tril = PyroParam(eye, self.scale_tril_constraint)
+
+    def _scale_tril(self) -> torch.Tensor:
+        return self.scale[..., None] * self.scale_tril
+
+    def get_transform(self, *args, **kwargs) -> Transform:
+        return LowerCholeskyAffine(self.loc, self._scale_tril())
 
     def get_posterior(self, *args, **kwargs):
-        return MultivariateNormal(self._loc_param(), scale_tril=self._scale_tril_param())
+        return MultivariateNormal(self.loc, scale_tril=self._scale_tril())
 
-    def _loc_scale(self):
-        return self._loc_param(), self._scale_tril_param().pow(2).sum(-1).sqrt()
+    def _loc_scale(self, *args, **kwargs):
+        return self.loc, self._scale_tril().pow(2).sum(-1).sqrt()
 
 
 class AutoLowRankMultivariateNormal(AutoContinuous):
-    """A Normal with covariance ``W @ W.T + diag(d)`` over the unconstrained latents.
+    """A Normal with covariance ``D (W W^T + I) D`` over the unconstrained latents, with
+    ``D = diag(scale)``, as in Pyro 1.9.
 
-    Params: ``{prefix}_loc``, ``{prefix}_cov_factor`` (``W``, shape ``latent_dim x rank``;
-    ``rank`` defaults to ``round(sqrt(latent_dim))``) and ``{prefix}_cov_diag`` (``d``,
-    ``softplus_positive``). At init ``W`` is random (a zero ``W`` is a saddle point) and
-    the expected covariance is ``init_scale**2 * I``.
+    Params: ``loc``, ``scale`` (``softplus_positive``, init ``init_scale / sqrt(2)``) and
+    ``cov_factor`` (``W``, ``latent_dim x rank``, init ``randn / sqrt(rank)``; ``rank``
+    defaults to ``round(sqrt(latent_dim))``), so the expected initial covariance is
+    ``init_scale**2 * I``; a zero ``W`` would be a saddle point.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> pyrolite.clear_param_store()
@@ -250,79 +309,58 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
     ...     pyrolite.sample("z", dist.Normal(torch.zeros(4), 1.0).to_event(1))
     >>> guide = AutoLowRankMultivariateNormal(model)
     >>> _ = guide()
-    >>> tuple(guide.cov_factor.shape), tuple(guide.cov_diag.shape)
+    >>> tuple(guide.cov_factor.shape), tuple(guide.scale.shape)
     ((4, 2), (4,))
     """
+
+    scale_constraint = constraints.softplus_positive
 
     def __init__(
         self,
         model: Callable,
-        *,
-        prefix: str = "auto",
-        create_plates: Optional[Callable] = None,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
         rank: Optional[int] = None,
+        *,
+        create_plates: Optional[Callable] = None,
     ):
         if rank is not None and (not isinstance(rank, int) or rank < 1):
             raise ValueError(
                 f"AutoLowRankMultivariateNormal: rank must be a positive int, got {rank!r}"
             )
-        super().__init__(
-            model,
-            prefix=prefix,
-            create_plates=create_plates,
-            init_loc_fn=init_loc_fn,
-            init_scale=init_scale,
-        )
+        super().__init__(model, init_loc_fn, create_plates=create_plates)
+        self._init_scale = _check_init_scale(type(self).__name__, init_scale)
         self.rank = rank
 
-    def _setup_sites(self) -> None:
-        super()._setup_sites()
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
         if self.rank is None:
             self.rank = max(1, int(round(self.latent_dim**0.5)))
-
-    def _cov_params(self) -> Tuple[torch.Tensor, torch.Tensor]:
         init = self._init_loc_value
-        variance = 0.5 * self._init_scale**2
-        factor = self._param(
-            "cov_factor",
-            lambda: (
-                torch.randn(init.shape[0], self.rank, dtype=init.dtype, device=init.device)
-                * (variance / self.rank) ** 0.5
-            ),
+        self.loc = nn.Parameter(self._init_loc())
+        self.scale = PyroParam(
+            torch.full_like(init, self._init_scale * 0.5**0.5), self.scale_constraint
         )
-        diag = self._param(
-            "cov_diag", lambda: torch.full_like(init, variance), constraints.softplus_positive
-        )
-        return factor, diag
-
-    @property
-    def cov_factor(self) -> torch.Tensor:
-        return self._stored("cov_factor")
-
-    @property
-    def cov_diag(self) -> torch.Tensor:
-        return self._stored("cov_diag")
+        factor = torch.randn(init.shape[0], self.rank, dtype=init.dtype, device=init.device)
+        self.cov_factor = nn.Parameter(factor * self.rank**-0.5)
 
     def get_posterior(self, *args, **kwargs):
-        loc = self._loc_param()
-        factor, diag = self._cov_params()
-        return LowRankMultivariateNormal(loc, factor, diag)
+        loc, scale = self.loc, self.scale
+        return LowRankMultivariateNormal(loc, self.cov_factor * scale[..., None], scale**2)
 
-    def _loc_scale(self):
-        factor, diag = self._cov_params()
-        return self._loc_param(), (diag + factor.pow(2).sum(-1)).sqrt()
+    def _loc_scale(self, *args, **kwargs):
+        loc, scale = self.loc, self.scale
+        return loc, scale * (1.0 + self.cov_factor.pow(2).sum(-1)).sqrt()
 
 
 class AutoLaplaceApproximation(AutoContinuous):
     """MAP in the unconstrained space, then a Laplace approximation around it.
 
-    Trained like ``AutoDelta`` (param ``{prefix}_loc``; the point mass's log-density holds
-    the Jacobian, so the MAP is of the density of the unconstrained latents).
-    ``laplace_approximation(*args)`` returns an ``AutoMultivariateNormal`` with the
-    same prefix whose ``{prefix}_scale_tril`` is the Cholesky factor of the inverse
-    Hessian of the negative log-joint at the MAP.
+    Trained like ``AutoDelta`` (param ``loc``; the point mass's log-density holds the
+    Jacobian, so the MAP is of the density of the unconstrained latents).
+    ``laplace_approximation(*args)`` returns an ``AutoMultivariateNormal`` whose ``loc``,
+    ``scale`` and ``scale_tril`` are fixed tensors (not params) giving the inverse
+    Hessian of the negative log-joint at the MAP as covariance.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> pyrolite.clear_param_store()
@@ -331,25 +369,19 @@ class AutoLaplaceApproximation(AutoContinuous):
     >>> guide = AutoLaplaceApproximation(model)
     >>> _ = guide()
     >>> laplace = guide.laplace_approximation()
-    >>> laplace.scale_tril  # exact for a Gaussian: the prior's scale
-    tensor([[0.5000]], grad_fn=<AddBackward0>)
+    >>> laplace.get_posterior().scale_tril  # exact for a Gaussian: the prior's scale
+    tensor([[0.5000]])
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        *,
-        prefix: str = "auto",
-        create_plates: Optional[Callable] = None,
-        init_loc_fn: Callable = init_to_median,
-    ):
-        super().__init__(model, prefix=prefix, create_plates=create_plates, init_loc_fn=init_loc_fn)
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        self.loc = nn.Parameter(self._init_loc())
 
     def get_posterior(self, *args, **kwargs):
-        return Delta(self._loc_param(), event_dim=1)
+        return Delta(self.loc, event_dim=1)
 
-    def _loc_scale(self):
-        loc = self._loc_param()
+    def _loc_scale(self, *args, **kwargs):
+        loc = self.loc
         return loc, torch.zeros_like(loc)
 
     def _log_joint(self, latent: torch.Tensor, args, kwargs) -> torch.Tensor:
@@ -366,7 +398,8 @@ class AutoLaplaceApproximation(AutoContinuous):
 
     def laplace_approximation(self, *args, **kwargs) -> AutoMultivariateNormal:
         self._ensure_setup(args, kwargs)
-        loc = self._loc_param().detach()
+        with self._pyro_context:
+            loc = self.loc.detach()
         hessian = torch.autograd.functional.hessian(
             lambda u: -self._log_joint(u, args, kwargs), loc
         )
@@ -378,21 +411,21 @@ class AutoLaplaceApproximation(AutoContinuous):
                 "there is no Laplace approximation there: train the MAP longer (or check the "
                 "posterior is proper)."
             )
-        scale_tril = torch.linalg.cholesky(torch.cholesky_inverse(chol))
+        cov_tril = torch.linalg.cholesky(torch.cholesky_inverse(chol))
         gaussian = AutoMultivariateNormal(
             self.model,
-            prefix=self.prefix,
-            create_plates=self.create_plates,
             init_loc_fn=init_to_value(values=self.median(*args, **kwargs)),
+            create_plates=self.create_plates,
         )
         gaussian._setup_prototype(*args, **kwargs)
-        store = _param_store.get_param_store()
-        for suffix, value, constraint in (
-            ("loc", loc, constraints.real),
-            ("scale_tril", scale_tril, constraints.lower_cholesky),
+        # Fixed tensors in place of the params: the approximation is not trained further.
+        # As in Pyro, ``scale`` holds the marginal sds, so ``scale_tril`` is not unit-diagonal.
+        scale = cov_tril.pow(2).sum(-1).sqrt()
+        for name, value in (
+            ("loc", loc),
+            ("scale", scale),
+            ("scale_tril", cov_tril / scale[:, None]),
         ):
-            name = f"{self.prefix}_{suffix}"
-            if name in store:
-                del store[name]
-            store.setdefault(name, value, constraint)
+            delattr(gaussian, name)
+            setattr(gaussian, name, value)
         return gaussian

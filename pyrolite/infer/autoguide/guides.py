@@ -1,17 +1,18 @@
 """``AutoGuide``: guides built from a model, plus the per-site ``AutoDelta`` and ``AutoNormal``
 and the ``AutoGuideList`` that combines guides.
 
-On its first call an autoguide runs the model once, hidden from every outer handler and
-with each latent site at its ``init_loc_fn`` value (the *prototype trace*), to learn the
-latent sites' shapes, supports and plates. Each later call re-creates the model's plates
-(same names, sizes, dims; a subsample is drawn once per call and replayed into the
-model), reads its params from the ParamStore and records one sample site per latent site
-of the model, with the model's name, so an ELBO pairs them.
+An autoguide is a ``PyroModule`` named after its class, so its params are module
+attributes stored in the ParamStore as ``"AutoNormal.locs.z"``. On its first call it runs
+the model once, hidden from every outer handler and with each latent site at its
+``init_loc_fn`` value (the *prototype trace*), to learn the latent sites' shapes, supports
+and plates, and creates its params. Each call re-creates the model's plates (a subsample is
+drawn once per call and replayed into the model), reads each param once, and records one
+sample site per latent site of the model, with the model's name, so an ELBO pairs them.
 """
 
 import weakref
 from contextlib import ExitStack
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.distributions import biject_to
@@ -19,11 +20,12 @@ from torch.distributions import biject_to
 from ... import primitives as pyro
 from ...distributions import Delta, Normal, constraints
 from ...distributions.util import sum_rightmost
+from ...nn.module import PyroModule, PyroParam
 from ...poutine.block_messenger import BlockMessenger
 from ...poutine.plate_messenger import CondIndepStackFrame, PlateMessenger
 from ...poutine.trace_messenger import TraceMessenger
 from ...poutine.trace_struct import Trace
-from .initialization import InitMessenger, init_to_median
+from .initialization import InitMessenger, init_to_feasible, init_to_median
 
 
 class LatentSite(NamedTuple):
@@ -125,39 +127,51 @@ def _is_latent(msg: dict) -> bool:
     return msg["type"] == "sample" and not msg["is_observed"] and not msg["infer"].get("_subsample")
 
 
-class AutoGuide(torch.nn.Module):
+def _deep_setattr(module: PyroModule, dotted: str, value) -> Tuple[PyroModule, str]:
+    """``module.a.b = value`` for the site name ``"a.b"``, creating the ``PyroModule``s on
+    the way (as Pyro does, so a dotted site's param is ``"AutoNormal.locs.a.b"``).
+
+    Returns the owner of the attribute and its last name, so a guide can read the param
+    with one ``getattr`` per call.
+    """
+    *path, leaf = dotted.split(".")
+    owner = module
+    for part in path:
+        child = owner._modules.get(part)
+        if not isinstance(child, PyroModule):
+            setattr(owner, part, PyroModule())
+            child = owner._modules[part]
+        owner = child
+    setattr(owner, leaf, value)
+    return owner, leaf
+
+
+def _deep_getattr(module: torch.nn.Module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+class AutoGuide(PyroModule):
     """Base of the autoguides: model discovery, plates, and the posterior summaries.
 
+    The guide is a ``PyroModule`` named after its class (``"AutoNormal"``); put it in
+    another ``PyroModule`` or an ``AutoGuideList`` and its params take that module's name.
+
     :param model: the model (a callable); it is not registered as a submodule.
-    :param prefix: prefix of the names of this guide's params in the ParamStore.
     :param create_plates: optional callable ``(*args, **kwargs) -> plate or list of
         plates`` giving the guide the model's plates, e.g. with a user-controlled
         ``subsample``; other plates are re-created from the prototype trace.
-    :param init_loc_fn: init strategy (see ``initialization``), applied per site.
-    :param init_scale: initial scale of the guide's distributions (unconstrained space).
     """
 
-    def __init__(
-        self,
-        model: Callable,
-        *,
-        prefix: str = "auto",
-        create_plates: Optional[Callable] = None,
-        init_loc_fn: Callable = init_to_median,
-        init_scale: float = 0.1,
-    ):
-        super().__init__()
+    init_loc_fn: Callable = staticmethod(init_to_median)  # subclasses take their own
+
+    def __init__(self, model: Callable, *, create_plates: Optional[Callable] = None):
+        super().__init__(name=type(self).__name__)
         if not callable(model):
             raise TypeError(f"{type(self).__name__} expects a model callable, got {model!r}")
-        if not init_scale > 0:
-            raise ValueError(
-                f"{type(self).__name__}: init_scale must be positive, got {init_scale}"
-            )
         self._model = (model,)  # a tuple, so an nn.Module model is not made a submodule
-        self.prefix = prefix
         self.create_plates = create_plates
-        self.init_loc_fn = init_loc_fn
-        self._init_scale = float(init_scale)
         self._master: Optional[weakref.ref] = None
         self.prototype_trace: Optional[Trace] = None
         self._prototype_frames: Dict[str, CondIndepStackFrame] = {}
@@ -168,6 +182,10 @@ class AutoGuide(torch.nn.Module):
     @property
     def model(self) -> Callable:
         return self._model[0]
+
+    def _set(self, name: str, value) -> None:
+        # Per-call state: a plain attribute, past PyroModule's and nn.Module's __setattr__.
+        self.__dict__[name] = value
 
     # --- model discovery -------------------------------------------------------------
 
@@ -262,8 +280,8 @@ class AutoGuide(torch.nn.Module):
     def _create_plates(self, *args, **kwargs) -> Dict[str, _GuidePlate]:
         master = self._master() if self._master is not None else None
         if master is not None:
-            self.plates = master.plates
-            return self.plates
+            self._set("plates", master.plates)
+            return master.plates
         plates: Dict[str, _GuidePlate] = {}
         if self.create_plates is not None:
             user = self.create_plates(*args, **kwargs)
@@ -278,7 +296,7 @@ class AutoGuide(torch.nn.Module):
                 full_size = frame.full_size if frame.full_size is not None else frame.size
                 device = self._frame_devices.get(name)
                 plates[name] = _GuidePlate(name, full_size, frame.size, frame.dim, device=device)
-        self.plates = plates
+        self._set("plates", plates)
         return plates
 
     def _enter_plates(self, stack: ExitStack, site: LatentSite) -> None:
@@ -298,6 +316,10 @@ class AutoGuide(torch.nn.Module):
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def call(self, *args, **kwargs) -> tuple:
+        """The guide's draws as a tuple (in site order), for ``torch.jit`` tracing."""
+        return tuple(self(*args, **kwargs).values())
 
     def median(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         """{site: posterior median} (constrained; full size for subsampled plates)."""
@@ -329,10 +351,16 @@ def _strip_independent(c):
     return c
 
 
+def _check_init_scale(guide: str, init_scale: float) -> float:
+    if not init_scale > 0:
+        raise ValueError(f"{guide}: init_scale must be positive, got {init_scale}")
+    return float(init_scale)
+
+
 class AutoDelta(AutoGuide):
     """MAP estimation: a point mass at a learned value for each latent site.
 
-    Params: ``{prefix}_loc_{site}``, one per site, stored constrained to the site's
+    Params: one ``PyroParam`` per site, ``AutoDelta.{site}``, constrained to the site's
     support (so this is MAP in the constrained space). Sites in subsampled plates keep a
     full-size param that is indexed by the subsample.
 
@@ -351,37 +379,43 @@ class AutoDelta(AutoGuide):
     >>> round(guide.median()["loc"].item(), 2)  # MAP: sum(x) / (n + 1/100) = 6 / 3.01
     1.99
     >>> sorted(pyrolite.get_param_store().keys())
-    ['auto_loc_loc']
+    ['AutoDelta.loc']
     """
 
     def __init__(
         self,
         model: Callable,
-        *,
-        prefix: str = "auto",
-        create_plates: Optional[Callable] = None,
         init_loc_fn: Callable = init_to_median,
+        *,
+        create_plates: Optional[Callable] = None,
     ):
-        super().__init__(model, prefix=prefix, create_plates=create_plates, init_loc_fn=init_loc_fn)
+        super().__init__(model, create_plates=create_plates)
+        self.init_loc_fn = init_loc_fn
 
-    def _loc(self, site: LatentSite) -> torch.Tensor:
-        return pyro.param(f"{self.prefix}_loc_{site.name}", site.init_value, site.support)
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        readers = []
+        for name, site in self._sites.items():
+            param = PyroParam(site.init_value, site.support, site.event_dim)
+            readers.append((site, *_deep_setattr(self, name, param)))
+        self._readers = readers
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
-        self._ensure_setup(args, kwargs)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         self._create_plates(*args, **kwargs)
         result = {}
-        for name, site in self._sites.items():
-            loc = self._subsample(self._loc(site), site, site.event_dim)
+        for site, owner, attr in self._readers:
+            loc = self._subsample(getattr(owner, attr), site, site.event_dim)
             with ExitStack() as stack:
                 self._enter_plates(stack, site)
-                result[name] = pyro.sample(name, Delta(loc, event_dim=site.event_dim))
+                result[site.name] = pyro.sample(site.name, Delta(loc, event_dim=site.event_dim))
         return result
 
     def median(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
-        with torch.no_grad():
-            return {name: self._loc(site).detach() for name, site in self._sites.items()}
+        with torch.no_grad(), self._pyro_context:
+            return {site.name: getattr(o, a).detach() for site, o, a in self._readers}
 
     def quantiles(self, quantiles, *args, **kwargs) -> Dict[str, torch.Tensor]:
         """Every quantile of a point mass is the point."""
@@ -401,12 +435,12 @@ class AutoDelta(AutoGuide):
 class AutoNormal(AutoGuide):
     """Mean-field Normal in the unconstrained space, one loc/scale pair per latent site.
 
-    Params: ``{prefix}_loc_{site}`` (real) and ``{prefix}_scale_{site}``
+    Params: ``AutoNormal.locs.{site}`` (real) and ``AutoNormal.scales.{site}``
     (``softplus_positive``), of the site's unconstrained shape (full size in subsampled
-    plates, indexed by the subsample). A real-valued site is drawn directly from its
-    Normal; a constrained one as the auxiliary ``{site}_unconstrained`` Normal draw
-    mapped through ``biject_to(support)``, with the Jacobian in the point mass's
-    log-density so ``log q`` is exact.
+    plates, indexed by the subsample); ``guide.locs.z`` reads one. A real-valued site is
+    drawn directly from its Normal; a constrained one as the auxiliary
+    ``{site}_unconstrained`` Normal draw mapped through ``biject_to(support)``, with the
+    Jacobian in the point mass's log-density so ``log q`` is exact.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> pyrolite.clear_param_store()
@@ -414,30 +448,62 @@ class AutoNormal(AutoGuide):
     ...     pyrolite.sample("s", dist.LogNormal(0.0, 1.0))
     >>> guide = AutoNormal(model, init_loc_fn=lambda site: torch.tensor(2.0), init_scale=0.5)
     >>> sorted(guide().keys()), sorted(pyrolite.get_param_store().keys())
-    (['s'], ['auto_loc_s', 'auto_scale_s'])
+    (['s'], ['AutoNormal.locs.s', 'AutoNormal.scales.s'])
     >>> guide.median()["s"]
     tensor(2.)
+    >>> [name for name, _ in guide.named_parameters()]
+    ['locs.s_unconstrained', 'scales.s_unconstrained']
     """
 
-    def _loc_scale(self, site: LatentSite):
-        loc = pyro.param(f"{self.prefix}_loc_{site.name}", site.init_unconstrained)
-        scale = pyro.param(
-            f"{self.prefix}_scale_{site.name}",
-            lambda: torch.full_like(site.init_unconstrained, self._init_scale),
-            constraints.softplus_positive,
-        )
-        return loc, scale
+    scale_constraint = constraints.softplus_positive
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        init_loc_fn: Callable = init_to_feasible,
+        init_scale: float = 0.1,
+        create_plates: Optional[Callable] = None,
+    ):
+        super().__init__(model, create_plates=create_plates)
+        self.init_loc_fn = init_loc_fn
+        self._init_scale = _check_init_scale(type(self).__name__, init_scale)
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        self.locs = PyroModule()
+        self.scales = PyroModule()
+        readers = []
+        for name, site in self._sites.items():
+            init = site.init_unconstrained
+            event_dim = site.unconstrained_event_dim
+            loc = PyroParam(init, constraints.real, event_dim)
+            scale_init = torch.full_like(init, self._init_scale)
+            scale = PyroParam(scale_init, self.scale_constraint, event_dim)
+            readers.append(
+                (
+                    site,
+                    *_deep_setattr(self.locs, name, loc),
+                    *_deep_setattr(self.scales, name, scale),
+                )
+            )
+        self._readers = readers
+
+    def _get_loc_and_scale(self, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        return _deep_getattr(self.locs, name), _deep_getattr(self.scales, name)
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
-        self._ensure_setup(args, kwargs)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         self._create_plates(*args, **kwargs)
+        skip_jacobian = _mask_is_false()
         result = {}
-        for name, site in self._sites.items():
-            loc, scale = self._loc_scale(site)
+        for site, loc_owner, loc_attr, scale_owner, scale_attr in self._readers:
             event_dim = site.unconstrained_event_dim
-            loc = self._subsample(loc, site, event_dim)
-            scale = self._subsample(scale, site, event_dim)
+            loc = self._subsample(getattr(loc_owner, loc_attr), site, event_dim)
+            scale = self._subsample(getattr(scale_owner, scale_attr), site, event_dim)
             posterior = Normal(loc, scale).to_event(event_dim)
+            name = site.name
             with ExitStack() as stack:
                 self._enter_plates(stack, site)
                 if site.is_identity:
@@ -446,39 +512,41 @@ class AutoNormal(AutoGuide):
                 unconstrained = pyro.sample(
                     f"{name}_unconstrained", posterior, infer={"is_auxiliary": True}
                 )
-                value, log_density = site.constrain(unconstrained, _mask_is_false())
+                value, log_density = site.constrain(unconstrained, skip_jacobian)
                 result[name] = pyro.sample(
                     name, Delta(value, log_density=log_density, event_dim=site.event_dim)
                 )
         return result
 
+    def _loc_scale_of_sites(self):
+        for site, loc_owner, loc_attr, scale_owner, scale_attr in self._readers:
+            yield site, getattr(loc_owner, loc_attr), getattr(scale_owner, scale_attr)
+
     def median(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
-        with torch.no_grad():
+        with torch.no_grad(), self._pyro_context:
             return {
-                name: site.constrain(self._loc_scale(site)[0], True)[0].detach()
-                for name, site in self._sites.items()
+                site.name: site.constrain(loc, True)[0].detach()
+                for site, loc, _ in self._loc_scale_of_sites()
             }
 
     def quantiles(self, quantiles, *args, **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
         out = {}
-        with torch.no_grad():
-            for name, site in self._sites.items():
-                loc, scale = self._loc_scale(site)
+        with torch.no_grad(), self._pyro_context:
+            for site, loc, scale in self._loc_scale_of_sites():
                 qs = self._quantile_levels(quantiles, loc).reshape((-1,) + (1,) * loc.dim())
                 u = Normal(loc, scale).icdf(qs)
-                out[name] = site.constrain(u, True)[0].detach()
+                out[site.name] = site.constrain(u, True)[0].detach()
         return out
 
     def sample_posterior(self, *args, sample_shape=(), **kwargs) -> Dict[str, torch.Tensor]:
         self._ensure_setup(args, kwargs)
         out = {}
-        with torch.no_grad():
-            for name, site in self._sites.items():
-                loc, scale = self._loc_scale(site)
+        with torch.no_grad(), self._pyro_context:
+            for site, loc, scale in self._loc_scale_of_sites():
                 u = Normal(loc, scale).sample(torch.Size(sample_shape))
-                out[name] = site.constrain(u, True)[0]
+                out[site.name] = site.constrain(u, True)[0]
         return out
 
 
@@ -497,8 +565,12 @@ class AutoCallable(AutoGuide):
 
     def __init__(self, model: Callable, guide: Callable, median: Optional[Callable] = None):
         super().__init__(model)
-        self.guide = guide
+        self._guide = (guide,)  # not a submodule: its params are its own business
         self._median = median
+
+    @property
+    def guide(self) -> Callable:
+        return self._guide[0]
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         result = self.guide(*args, **kwargs)
@@ -528,8 +600,9 @@ class AutoGuideList(AutoGuide):
     """A guide made of parts, each guiding some of the model's latent sites.
 
     Parts are autoguides (usually of a ``poutine.block``-ed model) or plain guide
-    functions. The list re-creates the model's plates once per call and the autoguide
-    parts share them, so every part sees the same subsample.
+    functions; part ``i`` is the submodule ``"i"``, so its params are named
+    ``"AutoGuideList.0.loc"``. The list re-creates the model's plates once per call and
+    the autoguide parts share them, so every part sees the same subsample.
 
     >>> import torch, pyrolite, pyrolite.distributions as dist
     >>> from pyrolite import poutine
@@ -544,12 +617,13 @@ class AutoGuideList(AutoGuide):
     >>> guide.append(AutoDiagonalNormal(poutine.block(model, hide=["z"])))
     >>> guide.append(guide_z)
     >>> sorted(poutine.trace(guide).get_trace().stochastic_nodes)
-    ['_auto_latent', 'a', 'z']
+    ['_AutoGuideList.0_latent', 'a', 'z']
+    >>> sorted(pyrolite.get_param_store().keys())
+    ['AutoGuideList.0.loc', 'AutoGuideList.0.scale', 'z_loc']
     """
 
-    def __init__(self, model: Callable, *, prefix: str = "auto", create_plates=None):
-        super().__init__(model, prefix=prefix, create_plates=create_plates)
-        self.parts = torch.nn.ModuleList()
+    def __init__(self, model: Callable, *, create_plates: Optional[Callable] = None):
+        super().__init__(model, create_plates=create_plates)
 
     def append(self, part: Union[AutoGuide, Callable]) -> None:
         if isinstance(part, AutoGuide):
@@ -562,34 +636,39 @@ class AutoGuideList(AutoGuide):
             raise TypeError(
                 f"AutoGuideList.append expects an autoguide or a guide callable, got {part!r}"
             )
-        self.parts.append(part)
+        self.add_module(str(len(self._modules)), part)
 
     def add(self, part) -> None:
         self.append(part)
 
+    def extend(self, parts: Iterable) -> None:
+        for part in parts:
+            self.append(part)
+
     def __getitem__(self, index: int) -> AutoGuide:
-        return self.parts[index]
+        return list(self._modules.values())[index]
 
     def __len__(self) -> int:
-        return len(self.parts)
+        return len(self._modules)
 
     def __iter__(self) -> Iterable[AutoGuide]:
-        return iter(self.parts)
+        return iter(self._modules.values())
 
     def _setup_sites(self) -> None:
         self._sites = {}  # the parts own the sites; the list only needs the plates
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
-        self._ensure_setup(args, kwargs)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         self._create_plates(*args, **kwargs)
         result: Dict[str, torch.Tensor] = {}
-        for part in self.parts:
+        for part in self._modules.values():
             result.update(part(*args, **kwargs))
         return result
 
     def _union(self, method: str, *args, **kwargs) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
-        for part in self.parts:
+        for part in self._modules.values():
             out.update(getattr(part, method)(*args, **kwargs))
         return out
 

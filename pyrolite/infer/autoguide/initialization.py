@@ -15,7 +15,7 @@ from torch.distributions import biject_to
 
 from ...poutine.messenger import Messenger
 from ...poutine.runtime import Message
-from ...util import is_validation_enabled
+from ...process_state import is_validation_enabled
 
 InitFn = Callable[[dict], torch.Tensor]
 
@@ -245,3 +245,40 @@ class InitMessenger(Messenger):
             )
         msg["value"] = value
         msg["done"] = True
+
+
+class _InitToGenerated:
+    """The strategy ``generate()`` returns, regenerated once per model execution: a new
+    execution is detected when a site name is seen again."""
+
+    def __init__(self, generate: Callable[[], InitFn]):
+        self.generate = generate
+        self._init: Optional[InitFn] = None
+        self._seen: set = set()
+
+    def __call__(self, site: dict) -> torch.Tensor:
+        name = site["name"]
+        if self._init is None or name in self._seen:
+            self._init = self.generate()
+            self._seen = set()
+        self._seen.add(name)
+        return self._init(site)
+
+
+def init_to_generated(
+    site: Optional[dict] = None, generate: Callable[[], InitFn] = lambda: init_to_uniform
+):
+    """The strategy returned by ``generate()``, called once per model execution, so it can
+    give new (e.g. random) values each time, unlike ``init_to_value``.
+
+    >>> import torch, pyrolite.distributions as dist
+    >>> draws = iter([1.0, 2.0])
+    >>> init = init_to_generated(
+    ...     generate=lambda: init_to_value(values={"x": torch.tensor(next(draws))})
+    ... )
+    >>> site = {"name": "x", "fn": dist.Normal(0.0, 1.0)}
+    >>> init(site), init(site)  # "x" again: a new execution, a new strategy
+    (tensor(1.), tensor(2.))
+    """
+    init = _InitToGenerated(generate)
+    return init if site is None else init(site)

@@ -35,8 +35,12 @@ def test_guide_log_density_is_the_density_of_the_constrained_values(guide_class)
     guide = guide_class(model, init_scale=0.3)
     guide()
     if guide_class is AutoNormal:
-        locs = torch.stack([pyro.param("auto_loc_s"), pyro.param("auto_loc_p")]).detach()
-        scales = torch.stack([pyro.param("auto_scale_s"), pyro.param("auto_scale_p")]).detach()
+        locs = torch.stack(
+            [pyro.param("AutoNormal.locs.s"), pyro.param("AutoNormal.locs.p")]
+        ).detach()
+        scales = torch.stack(
+            [pyro.param("AutoNormal.scales.s"), pyro.param("AutoNormal.scales.p")]
+        ).detach()
     else:
         locs, scales = guide.loc.detach(), torch.full((2,), 0.3)
     trace = poutine.trace(guide).get_trace()
@@ -58,7 +62,7 @@ def test_elbo_of_a_guide_that_equals_the_posterior_is_the_log_evidence():
 
     guide = AutoDiagonalNormal(lognormal_model, init_loc_fn=lambda site: torch.tensor(0.2).exp())
     guide()
-    pyro.get_param_store()["auto_scale"] = torch.tensor([0.7])
+    pyro.get_param_store()["AutoDiagonalNormal.scale"] = torch.tensor([0.7])
     losses = torch.tensor([Trace_ELBO().loss(lognormal_model, guide) for _ in range(5)])
     assert losses.abs().max() < 1e-5
 

@@ -34,7 +34,7 @@ def test_multivariate_normal_recovers_rotated_gaussian_axes_and_angle():
     for _ in range(steps):
         svi.step()
     # As in the seed: the covariance from the Cholesky factor, then its eigen-decomposition.
-    L = pyro.get_param_store()["auto_scale_tril"].detach()
+    L = guide.get_posterior().scale_tril.detach()  # scale[:, None] * unit scale_tril
     variances, axes = torch.linalg.eigh(L @ L.T)
     sig1, sig2 = variances.sqrt().tolist()
     major = axes[:, 1]
@@ -43,7 +43,7 @@ def test_multivariate_normal_recovers_rotated_gaussian_axes_and_angle():
     assert abs(sig1 - SIG1) < 0.05 * SIG1
     assert abs(sig2 - SIG2) < 0.05 * SIG2
     assert abs(angle - 45.0) < 0.05 * 45.0
-    assert torch.allclose(guide.scale_tril, L)
+    assert torch.allclose(guide.scale[:, None] * guide.scale_tril, L)
 
 
 def test_diagonal_normal_linear_regression_as_in_seed_003():
@@ -67,7 +67,9 @@ def test_diagonal_normal_linear_regression_as_in_seed_003():
         warnings.simplefilter("ignore")  # beta's [8] batch dim outside any plate
         for _ in range(steps):
             svi.step(x, y)
-    assert sorted(pyro.get_param_store().keys()) == ["auto_loc", "auto_scale"]
+    assert sorted(pyro.get_param_store().keys()) == [
+        "AutoDiagonalNormal.loc", "AutoDiagonalNormal.scale"
+    ]  # fmt: skip
     assert guide.loc.shape == (P + 2,)
 
     design = torch.cat([torch.ones(N, 1), x], 1)

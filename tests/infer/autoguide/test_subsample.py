@@ -39,9 +39,9 @@ def test_autonormal_indexes_full_size_params_by_the_models_subsample():
     guide = AutoNormal(model)
     guide(DATA)
     store = pyro.get_param_store()
-    assert store["auto_loc_z"].shape == (SIZE,)  # full plate size, not the subsample
-    store["auto_loc_z"] = torch.arange(SIZE, dtype=torch.float)
-    store["auto_loc_s"] = torch.arange(SIZE, dtype=torch.float) / SIZE
+    assert store["AutoNormal.locs.z"].shape == (SIZE,)  # full plate size, not the subsample
+    store["AutoNormal.locs.z"] = torch.arange(SIZE, dtype=torch.float)
+    store["AutoNormal.locs.s"] = torch.arange(SIZE, dtype=torch.float) / SIZE
 
     guide_trace, model_trace = _guide_and_model_traces(guide)
     idx = model_trace.nodes["_RETURN"]["value"]
@@ -57,7 +57,7 @@ def test_autonormal_indexes_full_size_params_by_the_models_subsample():
     assert guide_trace.nodes["z"]["scale"] == model_trace.nodes["z"]["scale"] == SIZE / BATCH
     assert torch.equal(model_trace.nodes["z"]["value"], guide_trace.nodes["z"]["value"])
     # The global site keeps one param.
-    assert store["auto_loc_mu"].shape == ()
+    assert store["AutoNormal.locs.mu"].shape == ()
     assert torch.isfinite(torch.tensor(Trace_ELBO().loss(model, guide, DATA)))
 
 
@@ -65,7 +65,7 @@ def test_autodelta_indexes_full_size_params_by_the_subsample():
     guide = AutoDelta(model)
     guide(DATA)
     store = pyro.get_param_store()
-    store["auto_loc_z"] = torch.arange(SIZE, dtype=torch.float)
+    store["AutoDelta.z"] = torch.arange(SIZE, dtype=torch.float)
     guide_trace, model_trace = _guide_and_model_traces(guide)
     idx = model_trace.nodes["_RETURN"]["value"]
     assert torch.equal(guide_trace.nodes["z"]["value"], idx.float())
@@ -75,7 +75,7 @@ def test_autodelta_indexes_full_size_params_by_the_subsample():
 def test_init_of_subsampled_params_tiles_the_prototype_subsample():
     guide = AutoNormal(model, init_loc_fn=lambda site: torch.full_like(site["fn"].mean, 0.5))
     guide(DATA)
-    assert torch.equal(pyro.get_param_store()["auto_loc_z"], torch.full((SIZE,), 0.5))
+    assert torch.equal(pyro.get_param_store()["AutoNormal.locs.z"], torch.full((SIZE,), 0.5))
 
 
 @pytest.mark.parametrize("guide_class", [AutoDiagonalNormal, AutoMultivariateNormal])
@@ -95,7 +95,9 @@ def test_guide_list_parts_share_one_subsample():
     assert torch.equal(guide_trace.nodes["data"]["value"], idx)
     store = pyro.get_param_store()
     assert sorted(store.keys()) == [
-        "auto_loc", "auto_loc_s", "auto_loc_z", "auto_scale", "auto_scale_s", "auto_scale_z"
+        "AutoGuideList.0.loc", "AutoGuideList.0.scale",
+        "AutoGuideList.1.locs.s", "AutoGuideList.1.locs.z",
+        "AutoGuideList.1.scales.s", "AutoGuideList.1.scales.z",
     ]  # fmt: skip
     assert set(guide.median(DATA)) == {"mu", "z", "s"}
 
@@ -112,7 +114,7 @@ def test_create_plates_gives_the_guide_a_user_subsample():
     )
     ind = torch.tensor([3, 50, 7])
     guide(DATA, ind)
-    pyro.get_param_store()["auto_loc_z"] = torch.arange(SIZE, dtype=torch.float)
+    pyro.get_param_store()["AutoNormal.locs.z"] = torch.arange(SIZE, dtype=torch.float)
     guide_trace = poutine.trace(guide).get_trace(DATA, ind)
     assert torch.equal(guide_trace.nodes["z"]["fn"].loc, ind.float())
     assert guide_trace.nodes["z"]["scale"] == SIZE / 3
