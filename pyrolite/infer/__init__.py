@@ -1,6 +1,6 @@
 """Inference: ELBO estimators, SVI, and trace-based posteriors."""
 
-from . import autoguide, inspect
+from . import autoguide, inspect, reparam
 from .abstract_infer import EmpiricalMarginal, Marginals, TracePosterior, TracePredictive
 from .compiled_step import CompiledStep
 from .csis import CSIS
@@ -33,6 +33,7 @@ from .tracetmc_elbo import TraceTMC_ELBO
 from .util import enable_validation, is_validation_enabled, zero_grads
 
 __all__ = [
+    "reparam",
     "CSIS",
     "CompileInfo",
     "CompiledStep",

@@ -21,6 +21,7 @@ from .handlers import (
     markov,
     mask,
     queue,
+    reparam,
     replay,
     scale,
     seed,
@@ -37,6 +38,7 @@ from .messenger import Messenger
 from .param_leaves_messenger import ParamLeavesMessenger
 from .param_reads_messenger import ParamReadsMessenger
 from .plate_messenger import CondIndepStackFrame, PlateMessenger
+from .reparam_messenger import ReparamHandler, ReparamMessenger
 from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
 from .scale_messenger import ScaleMessenger
@@ -50,6 +52,9 @@ from .unwrap import unwrap
 from .util import is_validation_enabled
 
 __all__ = [
+    "ReparamHandler",
+    "ReparamMessenger",
+    "reparam",
     "equalize",
     "unwrap",
     "is_validation_enabled",

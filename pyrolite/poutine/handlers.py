@@ -20,6 +20,7 @@ from .lift_messenger import LiftMessenger
 from .markov_messenger import MarkovMessenger
 from .mask_messenger import MaskMessenger
 from .messenger import check_callable
+from .reparam_messenger import ReparamMessenger
 from .replay_messenger import ReplayMessenger
 from .runtime import NonlocalExit
 from .scale_messenger import ScaleMessenger
@@ -105,6 +106,12 @@ def scale(fn=None, scale=1.0):
 def mask(fn=None, mask=None):
     """Zero log-probs where ``mask`` is False."""
     return _handler("mask", MaskMessenger, fn, mask=mask)
+
+
+def reparam(fn=None, config=None):
+    """Reparameterize sample sites: ``config`` is a dict ``{name: Reparam}`` or a callable
+    ``msg -> Reparam or None`` (see ``pyrolite.infer.reparam``)."""
+    return _handler("reparam", ReparamMessenger, fn, config=config)
 
 
 def shard(fn=None, rank: int = 0, world_size: int = 1, split=None, local=()):
