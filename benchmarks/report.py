@@ -900,6 +900,8 @@ def write_report(
 RESULT_FILES = {"cpu": "results.json", "cuda": "results-cuda.json"}
 # The data-parallel benchmark's (``python -m benchmarks.distributed``).
 DISTRIBUTED_FILE = "results-distributed.json"
+# The distributions benchmark's (``python -m benchmarks.distributions``).
+DISTRIBUTIONS_FILE = "results-distributions.json"
 
 
 def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
@@ -930,8 +932,16 @@ def write_reports(folder: Path, markdown: Path | None = None) -> str | None:
         convergence=cpu.get("convergence") if cpu else None,
         distributed=distributed,
     )
-    sources = ", ".join([RESULT_FILES[d] for d in loaded] + [DISTRIBUTED_FILE] * bool(distributed))
-    return f"{markdown} (from {sources})"
+    sources = [RESULT_FILES[d] for d in loaded] + [DISTRIBUTED_FILE] * bool(distributed)
+    if (folder / DISTRIBUTIONS_FILE).exists():
+        # The distributions benchmark renders its own section (it imports the frameworks,
+        # so it is imported only when its results are there).
+        from . import distributions
+
+        raw = json.loads((folder / DISTRIBUTIONS_FILE).read_text())
+        distributions.write_section(markdown, distributions.section_lines(raw))
+        sources.append(DISTRIBUTIONS_FILE)
+    return f"{markdown} (from {', '.join(sources)})"
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,11 @@ import torch
 
 from ..distributions import Delta
 from ..distributions.util import is_identically_zero
+from ..ops import packed
+from ..ops.einsum.adjoint import SAMPLE_SYMBOL
+from ..ops.einsum.adjoint import require_backward as require_backward
+from ..ops.rings import LogRing
+from ..ops.rings import MarginalRing as MarginalRing
 from ..poutine.runtime import plate_batch_shape
 from ..poutine.trace_struct import Trace
 from ..poutine.util import check_site_shape
@@ -374,3 +379,236 @@ def _strip_independent(c):
     while hasattr(c, "base_constraint"):
         c = c.base_constraint
     return c
+
+
+# --- DiCE factors over packed traces ------------------------------------------------------
+#
+# Pyro keeps packed copies of a trace's tensors in ``site["packed"]``, filled by the
+# ``Trace.pack_tensors`` method. pyrolite's ``Trace`` has no such method: call
+# :func:`pack_tensors` on the trace instead (after ``compute_log_prob`` and, for guides,
+# ``compute_score_parts``); it fills the same entries.
+
+
+def pack_tensors(trace: Trace, plate_to_symbol: Optional[Dict[str, str]] = None) -> None:
+    """Fill ``site["packed"]`` (``log_prob``, ``unscaled_log_prob``, ``score_parts``,
+    ``mask``) of each sample site with packed tensors (``pyrolite.ops.packed``): size-1
+    dims dropped, the rest named by one symbol per plate and per enumeration dim. Sets
+    ``trace.plate_to_symbol`` and ``trace.symbol_to_dim``, and the enumerated sites'
+    ``infer["_enumerate_symbol"]``. This is Pyro's ``Trace.pack_tensors`` as a function.
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> def model():
+    ...     with pyrolite.plate("data", 3):
+    ...         pyrolite.sample("x", dist.Normal(0.0, 1.0))
+    >>> trace = poutine.trace(model).get_trace(); trace.compute_log_prob(); pack_tensors(trace)
+    >>> trace.nodes["x"]["packed"]["log_prob"]._pyro_dims, trace.plate_to_symbol
+    ('a', {'data': 'a'})
+    """
+    plate_to_symbol = dict(plate_to_symbol or {})
+    symbol_to_dim: Dict[str, int] = {}
+    used = set(plate_to_symbol.values()) | {SAMPLE_SYMBOL}
+    letters = (chr(c) for c in range(ord("a"), ord("z") + 1))
+
+    def new_symbol() -> str:
+        for letter in letters:
+            if letter not in used:
+                used.add(letter)
+                return letter
+        raise ValueError("pack_tensors: more than 25 plates and enumeration dims in one trace")
+
+    sites = [s for s in trace.nodes.values() if s["type"] == "sample"]
+    for site in sites:
+        for frame in site["cond_indep_stack"]:
+            if frame.vectorized and frame.name not in plate_to_symbol:
+                plate_to_symbol[frame.name] = new_symbol()
+            if frame.vectorized:
+                symbol_to_dim[plate_to_symbol[frame.name]] = frame.dim
+    enum_dim_to_symbol: Dict[int, str] = {}
+    for site in sites:
+        dim = site["infer"].get("_enumerate_dim")
+        if dim is not None:
+            if dim not in enum_dim_to_symbol:
+                enum_dim_to_symbol[dim] = new_symbol()
+                symbol_to_dim[enum_dim_to_symbol[dim]] = dim
+            site["infer"]["_enumerate_symbol"] = enum_dim_to_symbol[dim]
+    for site in sites:
+        dim_to_symbol = dict(enum_dim_to_symbol)
+        for frame in site["cond_indep_stack"]:
+            if frame.vectorized:
+                dim_to_symbol[frame.dim] = plate_to_symbol[frame.name]
+        site_packed = site.setdefault("packed", {})
+        try:
+            for key in ("log_prob", "unscaled_log_prob"):
+                if key in site:
+                    site_packed[key] = packed.pack(site[key], dim_to_symbol)
+            if "score_parts" in site:
+                site_packed["score_parts"] = site["score_parts"]._replace(
+                    **{
+                        k: packed.pack(v, dim_to_symbol)
+                        for k, v in site["score_parts"]._asdict().items()
+                    }
+                )
+            mask = site.get("mask")
+            if isinstance(mask, torch.Tensor):
+                site_packed["mask"] = packed.pack(mask, dim_to_symbol)
+            elif mask is not None:
+                site_packed["mask"] = mask
+        except ValueError as e:
+            raise ValueError(f"Error while packing tensors at site '{site['name']}':\n{e}") from e
+    trace.plate_to_symbol = plate_to_symbol
+    trace.symbol_to_dim = symbol_to_dim
+
+
+def _packed(site: dict) -> dict:
+    if "packed" not in site:
+        raise ValueError(
+            f"site '{site['name']}' has no packed tensors: call "
+            "pyrolite.infer.util.pack_tensors(trace) after trace.compute_log_prob() (and "
+            "compute_score_parts() for a guide) first"
+        )
+    return site["packed"]
+
+
+def _named_like(value, dims: str) -> torch.Tensor:
+    value._pyro_dims = dims
+    return value
+
+
+def compute_site_dice_factor(site: dict) -> Tuple[Union[torch.Tensor, float], float]:
+    """``(log_factor, log_denom)`` of a packed guide site for :class:`Dice`: ``log q -
+    detach(log q)`` for a sampled non-reparameterized site (value 0, gradient of the
+    score), ``log q`` for a parallel-enumerated one, ``log q - detach(log q) - log k`` for
+    ``k`` sampled values (``num_samples``); ``log_denom = log(#values)`` for sequential
+    enumeration. Reparameterized sites give ``(0, 0)``."""
+    log_prob = _packed(site)["score_parts"].score_function
+    dims = getattr(log_prob, "_pyro_dims", "")
+    log_denom = 0
+    infer = site["infer"]
+    if infer.get("enumerate"):
+        num_samples = infer.get("num_samples")
+        if num_samples is not None:
+            if not is_identically_zero(log_prob):
+                log_prob = log_prob - log_prob.detach()
+            log_prob = log_prob - math.log(num_samples)
+            if not isinstance(log_prob, torch.Tensor):
+                log_prob = torch.tensor(float(log_prob), device=site["value"].device)
+            _named_like(log_prob, dims)
+            # Spread it over the site's own (enumeration and plate) dims, one value each.
+            log_prob = packed.broadcast_all(log_prob, site["packed"]["log_prob"])[0]
+        elif infer["enumerate"] == "sequential":
+            total = infer.get("_enum_total")
+            if total is None:
+                total = site["fn"].enumerate_support(expand=False).shape[0]
+            log_denom = math.log(total)
+    elif not is_identically_zero(log_prob):
+        log_prob = _named_like(log_prob - log_prob.detach(), dims)
+    if isinstance(log_prob, torch.Tensor) and not hasattr(log_prob, "_pyro_dims"):
+        _named_like(log_prob, dims)
+    return log_prob, log_denom
+
+
+class Dice:
+    """DiCE factors of a guide trace (Foerster et al. 2018): ``compute_expectation``
+    returns the expected cost whose gradient is the score-function gradient, with the
+    enumerated sites' probabilities summed in exactly. Handles subsampling scales, plates
+    (a cost sees only the factors of sites at or above its ordinal), parallel, sequential
+    and sampled enumeration.
+
+    :param guide_trace: a guide trace packed with :func:`pack_tensors` (after
+        ``compute_score_parts``).
+    :param ordering: site name -> ordinal (a ``<=``-comparable hashable, usually the
+        frozenset of the site's plate symbols).
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> p = torch.tensor(0.25, requires_grad=True)
+    >>> guide = lambda: pyrolite.sample("z", dist.Bernoulli(p))
+    >>> trace = poutine.trace(guide).get_trace(); trace.compute_score_parts(); pack_tensors(trace)
+    >>> cost = trace.nodes["z"]["value"] * 0 + 2.0; cost._pyro_dims = ""
+    >>> dice = Dice(trace, {"z": frozenset()})
+    >>> float(dice.compute_expectation({frozenset(): [cost]}))
+    2.0
+    """
+
+    def __init__(self, guide_trace: Trace, ordering: Dict[str, object]):
+        self.log_denom: Dict[object, float] = {}
+        self.log_probs: Dict[object, List[torch.Tensor]] = {}
+        for name, site in guide_trace.nodes.items():
+            # Every sample site counts, observed ones included, as in Pyro.
+            if site["type"] != "sample":
+                continue
+            log_prob, log_denom = compute_site_dice_factor(site)
+            ordinal = ordering[name]
+            if not is_identically_zero(log_denom):
+                self.log_denom[ordinal] = self.log_denom.get(ordinal, 0.0) + log_denom
+            if not is_identically_zero(log_prob):
+                self.log_probs.setdefault(ordinal, []).append(log_prob)
+
+    def _get_log_factors(self, target_ordinal) -> List[Union[torch.Tensor, float]]:
+        """The factors seen by a cost at ``target_ordinal``: the sites at or above it, and
+        ``-log_denom`` of the sequentially enumerated sites *not* above it (each such
+        branch of the enumeration repeats costs that do not depend on it)."""
+        log_denom = sum(v for o, v in self.log_denom.items() if not o <= target_ordinal)
+        factors: List[Union[torch.Tensor, float]] = [] if log_denom == 0 else [-log_denom]
+        for ordinal, terms in self.log_probs.items():
+            if ordinal <= target_ordinal:
+                factors.extend(terms)
+        return factors
+
+    def compute_expectation(self, costs: Dict[object, List[torch.Tensor]]):
+        """``sum over ordinals and their packed cost tensors of E[cost]``: each cost times
+        the exp of its factors, summed over all dims (the factors' dims the cost lacks are
+        summed out first, by a log-space contraction shared between costs)."""
+        ring = LogRing()
+        expected = 0.0
+        for ordinal, cost_terms in costs.items():
+            factors = self._get_log_factors(ordinal)
+            scale = math.exp(sum(x for x in factors if not isinstance(x, torch.Tensor)))
+            factors = [x for x in factors if isinstance(x, torch.Tensor)]
+            for cost in cost_terms:
+                cost_dims = getattr(cost, "_pyro_dims", "")
+                if factors:
+                    dims = set().union(*(f._pyro_dims for f in factors)) - set(cost_dims)
+                    prob = packed.exp(ring.sumproduct(factors, frozenset(dims)))
+                else:
+                    prob = _named_like(torch.ones((), device=cost.device), "")
+                cost = cost if isinstance(cost, torch.Tensor) else torch.tensor(float(cost))
+                if not hasattr(cost, "_pyro_dims"):
+                    cost._pyro_dims = ""
+                cost, prob = packed.broadcast_all(cost, prob)
+                # Impossible branches (prob 0) may have infinite costs: leave them out.
+                mask = prob > 0
+                if not bool(mask.all()):
+                    cost, prob = cost[mask], prob[mask]
+                expected = expected + scale * (prob * cost).sum()
+        return expected
+
+
+def plate_log_prob_sum(trace: Trace, plate_symbol: str) -> torch.Tensor:
+    """The packed log-probs of ``trace``'s sample sites, summed over every dim but
+    ``plate_symbol`` (one value per element of that plate), for a trace packed with
+    :func:`pack_tensors`. Every site must be inside the plate.
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> def model():
+    ...     with pyrolite.plate("data", 2):
+    ...         pyrolite.sample("x", dist.Normal(0.0, 1.0), obs=torch.zeros(2))
+    >>> trace = poutine.trace(model).get_trace(); trace.compute_log_prob(); pack_tensors(trace)
+    >>> plate_log_prob_sum(trace, trace.plate_to_symbol["data"])
+    tensor([-0.9189, -0.9189])
+    """
+    total = 0.0
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["infer"].get("_subsample"):
+            continue
+        log_prob = _packed(site)["log_prob"]
+        dims = getattr(log_prob, "_pyro_dims", "")
+        if plate_symbol not in dims:
+            raise ValueError(
+                f"plate_log_prob_sum: site '{name}' (packed dims {dims!r}) is not in the plate "
+                f"with symbol {plate_symbol!r}; put every site of the trace inside that plate"
+            )
+        total = total + torch.einsum(f"{dims}->{plate_symbol}", log_prob)
+    return total

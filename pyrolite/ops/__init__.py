@@ -1,13 +1,24 @@
 """Tensor-level operations behind the estimators: ``jit`` (TorchScript-compiled loss
 functions of the ParamStore), ``contract`` (sum-product and max-product over plated factor
-graphs, by tensor variable elimination with ``opt_einsum`` paths; ``einsum`` in log space),
-``indexing`` (``Vindex``/``vindex``: broadcasting advanced indexing for enumerated values),
+graphs, by tensor variable elimination with ``opt_einsum`` paths; ``contract.einsum`` in log
+space), Pyro's ``einsum`` package (``contract`` with the ``torch_log``/``torch_map``/
+``torch_sample``/``torch_marginal`` backends, and ``adjoint``), ``indexing`` (``Vindex``/``vindex``: broadcasting advanced indexing for enumerated values),
 ``scan`` (log-space matrix products over time in O(log T) depth), ``provenance``,
 ``gaussian``/``gamma_gaussian`` (Gaussian factors in information form, behind the Gaussian
 HMMs), and Pyro's ``packed`` and ``rings`` helpers."""
 
-from . import contract, gamma_gaussian, gaussian, indexing, jit, packed, provenance, rings, scan
-from .contract import einsum
+from . import (
+    contract,
+    einsum,
+    gamma_gaussian,
+    gaussian,
+    indexing,
+    jit,
+    packed,
+    provenance,
+    rings,
+    scan,
+)
 
 __all__ = [
     "contract",
