@@ -19,10 +19,13 @@ from .jit_elbo import (
     JitTraceMeanField_ELBO,
     jit_variant,
 )
-from .predictive import Predictive
+from .predictive import MHResampler, Predictive, WeighedPredictive, WeighedPredictiveResults
 from .renyi_elbo import RenyiELBO
+from .resampler import Resampler
 from .rws import ReweightedWakeSleep
+from .smcfilter import SMCFailed, SMCFilter, SMCState
 from .step_engine import EagerStep, StepHooks, StepLedger
+from .svgd import SVGD, IMQSteinKernel, RBFSteinKernel, SteinKernel
 from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .trace_mean_field_elbo import TraceMeanField_ELBO
@@ -33,7 +36,6 @@ from .tracetmc_elbo import TraceTMC_ELBO
 from .util import enable_validation, is_validation_enabled, zero_grads
 
 __all__ = [
-    "reparam",
     "CSIS",
     "CompileInfo",
     "CompiledStep",
@@ -42,6 +44,7 @@ __all__ = [
     "ELBOModule",
     "EagerStep",
     "EmpiricalMarginal",
+    "IMQSteinKernel",
     "Importance",
     "JitMixin",
     "JitRenyiELBO",
@@ -49,10 +52,15 @@ __all__ = [
     "JitTraceGraph_ELBO",
     "JitTraceMeanField_ELBO",
     "JitTrace_ELBO",
+    "MHResampler",
     "Marginals",
     "Predictive",
+    "RBFSteinKernel",
     "RenyiELBO",
+    "Resampler",
     "ReweightedWakeSleep",
+    "SMCFilter",
+    "SVGD",
     "SVI",
     "SVIRunResult",
     "StepHooks",
@@ -65,11 +73,13 @@ __all__ = [
     "TraceTMC_ELBO",
     "TraceTailAdaptive_ELBO",
     "Trace_ELBO",
+    "WeighedPredictive",
     "config_enumerate",
     "enable_validation",
     "export_guide",
     "infer_discrete",
     "is_validation_enabled",
     "jit_variant",
+    "reparam",
     "zero_grads",
 ]

@@ -9,6 +9,7 @@ constrained values for param sites, as NumPyro's ``params`` does.
 import math
 import warnings
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import torch
@@ -286,3 +287,250 @@ class Predictive(torch.nn.Module):
             else:
                 out[name] = value.expand(shape)  # a site that does not vary across samples
         return out
+
+
+# --- weighed samples -----------------------------------------------------------------------
+
+
+@dataclass
+class WeighedPredictiveResults:
+    """What :class:`WeighedPredictive` and :class:`MHResampler` return: ``samples``
+    (``{site: tensor}``, samples first), per-sample ``log_weights`` and the two log
+    densities they are the difference of."""
+
+    samples: Dict[str, Any]
+    log_weights: torch.Tensor
+    guide_log_prob: torch.Tensor
+    model_log_prob: torch.Tensor
+
+
+def _traced(fn: Callable, args, kwargs, latent: Optional[Dict[str, torch.Tensor]] = None) -> Trace:
+    handler = TraceHandler(TraceMessenger(), fn)
+    with ConditionMessenger(latent or {}):
+        handler(*args, **kwargs)
+    return handler.trace
+
+
+def per_particle_log_prob(trace: Trace, particle_dim: int, num_particles: int) -> torch.Tensor:
+    """Each particle's ``log p`` from a trace vectorized over particles at batch dim
+    ``particle_dim``: every sample site's (scaled, masked) log-prob summed over all other
+    dims; a site that does not vary over particles adds to every particle."""
+    total = torch.zeros(num_particles)
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site["infer"].get("_subsample"):
+            continue
+        log_prob = site["fn"].log_prob(site["value"])
+        mask = site.get("mask")
+        if mask is not None and mask is not True:
+            log_prob = log_prob * mask
+        log_prob = log_prob * site.get("scale", 1.0)
+        if log_prob.dim() < -particle_dim or log_prob.size(particle_dim) == 1:
+            total = total.to(log_prob) + log_prob.sum()
+            continue
+        log_prob = log_prob.movedim(particle_dim, 0).reshape(num_particles, -1).sum(-1)
+        total = total.to(log_prob) + log_prob
+    return total
+
+
+class WeighedPredictive(Predictive):
+    """:class:`Predictive` from a guide that also returns each sample's importance weight
+    ``log p(X_obs, z) - log q(z)``, where ``p`` is ``model_guide`` (the model the guide was
+    fitted to; by default ``model``). Feed the results to
+    :func:`~pyrolite.ops.stats.weighed_quantile` or resample them with :class:`MHResampler`.
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> def model(x=None):
+    ...     z = pyrolite.sample("z", dist.Normal(0.0, 1.0))
+    ...     return pyrolite.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x=None):  # the exact posterior given x = 1
+    ...     pyrolite.sample("z", dist.Normal(0.5, 0.5**0.5))
+    >>> out = WeighedPredictive(model, guide=guide, num_samples=20)(
+    ...     model_guide=lambda: model(torch.tensor(1.0)))
+    >>> out.samples["x"].shape, round(float(out.log_weights.std()), 4)
+    (torch.Size([20]), 0.0)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.guide is None:
+            raise ValueError(
+                "WeighedPredictive needs a guide (guide=...): the weights compare the model's "
+                "density with the guide's at each guide draw"
+            )
+
+    def forward(self, *args, model_guide: Optional[Callable] = None, **kwargs):
+        """:class:`WeighedPredictiveResults` of ``num_samples`` guide draws pushed through
+        ``model``, weighted against ``model_guide`` (default ``model``, same arguments)."""
+        model_guide = self.model if model_guide is None else model_guide
+        with self._substituted():
+            if self.parallel:
+                latent, guide_lp, model_lp = self._weigh_parallel(model_guide, args, kwargs)
+            else:
+                latent, guide_lp, model_lp = self._weigh_sequential(model_guide, args, kwargs)
+        predictive = Predictive(
+            self.model,
+            posterior_samples=latent,
+            num_samples=self.num_samples,
+            return_sites=self.return_sites or None,
+            parallel=self.parallel,
+            params=self.params,
+        )
+        samples = predictive(*args, **kwargs)
+        if len(self.batch_shape) > 1:
+            samples = {
+                name: value.reshape(self.batch_shape + value.shape[len(self.batch_shape) :])
+                if isinstance(value, torch.Tensor)
+                else value
+                for name, value in samples.items()
+            }
+            guide_lp = guide_lp.reshape(self.batch_shape)
+            model_lp = model_lp.reshape(self.batch_shape)
+        return WeighedPredictiveResults(samples, model_lp - guide_lp, guide_lp, model_lp)
+
+    def _weigh_sequential(self, model_guide, args, kwargs):
+        draws, guide_lp, model_lp = [], [], []
+        for _ in range(self.num_samples):
+            guide_trace = _traced(self.guide, args, kwargs)
+            latent = _latent_values(guide_trace)
+            draws.append(latent)
+            guide_lp.append(guide_trace.log_prob_sum())
+            model_lp.append(_traced(model_guide, args, kwargs, latent).log_prob_sum())
+        latent = {name: torch.stack([d[name] for d in draws]) for name in draws[0]}
+        return latent, torch.stack(guide_lp), torch.stack(model_lp)
+
+    def _weigh_parallel(self, model_guide, args, kwargs):
+        # one unvectorized run fixes the particle dim left of every plate and each site's shape
+        guide_proto = _traced(self.guide, args, kwargs)
+        model_proto = _traced(model_guide, args, kwargs, _latent_values(guide_proto))
+        dim = -1 - _max_plate_nesting(guide_proto, model_proto)
+        n = self.num_samples
+
+        def vectorized(fn):
+            return vectorize(fn, _VECTORIZE_PLATE, n, dim)
+
+        guide_trace = _traced(vectorized(self.guide), args, kwargs)
+        values = _latent_values(guide_trace)
+        model_trace = _traced(vectorized(model_guide), args, kwargs, values)
+        latent = {}
+        for name, value in values.items():
+            site_shape = guide_proto.nodes[name]["value"].shape
+            event_dim = len(getattr(guide_trace.nodes[name]["fn"], "event_shape", ()))
+            value = value.movedim(dim - event_dim, 0) if value.dim() >= event_dim - dim else value
+            if value.numel() == n * math.prod(site_shape):
+                latent[name] = value.reshape((n,) + site_shape)
+            else:
+                latent[name] = value.expand((n,) + site_shape)  # does not vary over samples
+        return (
+            latent,
+            per_particle_log_prob(guide_trace, dim, n),
+            per_particle_log_prob(model_trace, dim, n),
+        )
+
+
+def _in_slice(index: int, selection: slice) -> bool:
+    return index in range(index + 1)[selection]
+
+
+class MHResampler(torch.nn.Module):
+    """Turns weighed samples into equally weighed ones by independence Metropolis-Hastings:
+    each call draws fresh weighed samples from ``sampler`` (a :class:`WeighedPredictive`)
+    and sample ``i`` moves to its candidate with probability
+    ``min(1, exp(log_w'_i - log_w_i))``. The first call returns the guide's draws; later
+    calls approach the target.
+
+    :param sampler: returns :class:`WeighedPredictiveResults` when called.
+    :param source_samples_slice: which calls' candidate draws to keep (default none).
+    :param stored_samples_slice: which calls' outputs to keep (default none).
+
+    >>> import torch, pyrolite, pyrolite.distributions as dist
+    >>> def model():
+    ...     pyrolite.sample("z", dist.Normal(0.0, 1.0))
+    >>> def guide():
+    ...     pyrolite.sample("z", dist.Normal(0.0, 1.0))
+    >>> resampler = MHResampler(WeighedPredictive(model, guide=guide, num_samples=8))
+    >>> for _ in range(3):
+    ...     out = resampler()
+    >>> int(resampler.get_total_transition_count()), out.samples["z"].shape
+    (16, torch.Size([8]))
+    """
+
+    def __init__(
+        self,
+        sampler: Callable,
+        source_samples_slice: slice = slice(0),
+        stored_samples_slice: slice = slice(0),
+    ):
+        super().__init__()
+        self.sampler = sampler
+        self.source_samples_slice = source_samples_slice
+        self.stored_samples_slice = stored_samples_slice
+        self.samples: Optional[WeighedPredictiveResults] = None
+        self.transition_count = torch.tensor(0)
+        self.source_samples: list = []
+        self.stored_samples: list = []
+        self._calls = 0
+
+    def forward(self, *args, **kwargs) -> WeighedPredictiveResults:
+        """One Metropolis-Hastings step for every sample; returns the current samples."""
+        candidate = self.sampler(*args, **kwargs)
+        if _in_slice(self._calls, self.source_samples_slice):
+            self.source_samples.append(candidate)
+        if self.samples is None:
+            self.samples = candidate
+            self.transition_count = torch.zeros_like(candidate.log_weights, dtype=torch.long)
+        else:
+            log_u = torch.rand_like(candidate.log_weights).log()
+            accept = log_u < candidate.log_weights - self.samples.log_weights
+            self.samples = WeighedPredictiveResults(
+                {
+                    name: _select(accept, value, self.samples.samples[name])
+                    for name, value in candidate.samples.items()
+                },
+                *(
+                    torch.where(accept, getattr(candidate, field), getattr(self.samples, field))
+                    for field in ("log_weights", "guide_log_prob", "model_log_prob")
+                ),
+            )
+            self.transition_count = self.transition_count + accept.long()
+        if _in_slice(self._calls, self.stored_samples_slice):
+            self.stored_samples.append(self.samples)
+        self._calls += 1
+        return self.samples
+
+    def get_samples(self, samples: list) -> WeighedPredictiveResults:
+        """A list of results concatenated along the sample dim."""
+        if not samples:
+            raise ValueError(
+                "MHResampler: no samples were kept; pass source_samples_slice / "
+                "stored_samples_slice selecting the calls to keep (e.g. slice(None))"
+            )
+        return WeighedPredictiveResults(
+            {name: torch.cat([s.samples[name] for s in samples]) for name in samples[0].samples},
+            *(
+                torch.cat([getattr(s, field) for s in samples])
+                for field in ("log_weights", "guide_log_prob", "model_log_prob")
+            ),
+        )
+
+    def get_source_samples(self) -> WeighedPredictiveResults:
+        """The candidate draws of the calls ``source_samples_slice`` selects."""
+        return self.get_samples(self.source_samples)
+
+    def get_stored_samples(self) -> WeighedPredictiveResults:
+        """The outputs of the calls ``stored_samples_slice`` selects."""
+        return self.get_samples(self.stored_samples)
+
+    def get_total_transition_count(self) -> torch.Tensor:
+        """How many moves all samples made together."""
+        return self.transition_count.sum()
+
+    def get_min_sample_transition_count(self) -> torch.Tensor:
+        """The number of moves of the sample that moved least."""
+        return self.transition_count.min()
+
+
+def _select(accept: torch.Tensor, new, old):
+    if not isinstance(new, torch.Tensor):
+        return [n if a else o for a, n, o in zip(accept.tolist(), new, old)]
+    mask = accept.reshape(accept.shape + (1,) * (new.dim() - accept.dim()))
+    return torch.where(mask, new, old)

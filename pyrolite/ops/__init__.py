@@ -1,11 +1,16 @@
-"""Tensor-level operations behind the estimators: ``jit`` (TorchScript-compiled loss
-functions of the ParamStore), ``contract`` (sum-product and max-product over plated factor
-graphs, by tensor variable elimination with ``opt_einsum`` paths; ``contract.einsum`` in log
-space), Pyro's ``einsum`` package (``contract`` with the ``torch_log``/``torch_map``/
-``torch_sample``/``torch_marginal`` backends, and ``adjoint``), ``indexing`` (``Vindex``/``vindex``: broadcasting advanced indexing for enumerated values),
-``scan`` (log-space matrix products over time in O(log T) depth), ``provenance``,
-``gaussian``/``gamma_gaussian`` (Gaussian factors in information form, behind the Gaussian
-HMMs), and Pyro's ``packed`` and ``rings`` helpers."""
+"""Tensor-level operations behind the estimators.
+
+* ``jit``: TorchScript-compiled loss functions of the ParamStore.
+* ``contract``: sum-product and max-product over plated factor graphs, by tensor variable
+  elimination with ``opt_einsum`` paths (``contract.einsum``: einsum in log space).
+* ``einsum``: Pyro's package (``contract`` with the ``torch_log``/``torch_map``/
+  ``torch_sample``/``torch_marginal`` backends, and ``adjoint``).
+* ``indexing``: ``Vindex``/``vindex``, broadcasting advanced indexing for enumerated values.
+* ``scan``: log-space matrix products over time in O(log T) depth.
+* ``gaussian``/``gamma_gaussian``: Gaussian factors in information form (the Gaussian HMMs).
+* ``provenance``, and Pyro's ``packed``, ``rings`` and ``stats`` (quantiles, HPDI, ESS,
+  WAIC, ...).
+"""
 
 from . import (
     contract,
@@ -18,6 +23,7 @@ from . import (
     provenance,
     rings,
     scan,
+    stats,
 )
 
 __all__ = [
@@ -31,4 +37,5 @@ __all__ = [
     "provenance",
     "rings",
     "scan",
+    "stats",
 ]

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from ..params.param_store import ParamStoreDict as ParamStoreDict
+
 # Handlers in the order they were entered; the last one is the innermost.
 _STACK: List[Any] = []
 
