@@ -21,6 +21,10 @@ LEFT_OUT = {
     "pyro.poutine": {
         "collapse": "needs funsor; pyro.contrib.funsor is out of scope (issue 15).",
     },
+    "pyro.optim": {
+        "_LRScheduler": "torch's deprecated private alias of LRScheduler; pyrolite.optim has "
+        "LRScheduler.",
+    },
     "pyro.util": {
         "save_visualization": "deprecated in Pyro 1.9 in favour of render_model, which "
         "pyrolite has.",

@@ -5,7 +5,8 @@ CoalescentRateLikelihood (the same likelihood split into one term per grid cell)
 Time runs forward, so coalescences happen before (below) the leaves they join.
 """
 
-from typing import Union
+import math
+from typing import Optional, Union
 
 import torch
 from torch.distributions import constraints
@@ -38,6 +39,84 @@ def _lineage_walk(leaf_times: torch.Tensor, coal_times: torch.Tensor):
     above = below - step
     is_coal = (1 - step) / 2
     return times, is_coal, above, below
+
+
+class _WalkCache:
+    """The value-only counts of :func:`_sorted_walk_counts` for the latest value: held
+    with a reference to that value and keyed on its (and the leaves') identity and
+    ``_version``, so an in-place change or a new tensor recomputes. The counts carry no
+    gradient; everything differentiable is rebuilt from them on each call."""
+
+    def __init__(self):
+        self.key = None
+        self.counts = None
+        self.binomials = None
+        self.support_ok = None
+
+    def holds(self, leaf_times: torch.Tensor, coal_times: torch.Tensor) -> bool:
+        key = (coal_times, coal_times._version, leaf_times, leaf_times._version)
+        return self.key is not None and all(
+            a is b if torch.is_tensor(a) else a == b for a, b in zip(self.key, key)
+        )
+
+    def get(self, leaf_times: torch.Tensor, coal_times: torch.Tensor):
+        if self.holds(leaf_times, coal_times):
+            return self.counts
+        self.counts = _sorted_walk_counts(leaf_times, coal_times)
+        self.binomials = self.support_ok = None
+        self.key = (coal_times, coal_times._version, leaf_times, leaf_times._version)
+        return self.counts
+
+    def log_binomials(self, dtype: torch.dtype) -> torch.Tensor:
+        """``sum_i log C(k_i, 2)`` over the coalescences of the latest value."""
+        if self.binomials is None or self.binomials.dtype != dtype:
+            k = self.counts[0].to(dtype)
+            self.binomials = (k * (k - 1)).clamp(min=2).log().sum(-1) - k.size(-1) * math.log(2)
+        return self.binomials
+
+
+def _sorted_walk_counts(leaf_times: torch.Tensor, coal_times: torch.Tensor):
+    """For coalescence times sorted ascending, without sorting the merged events: the
+    lineages above each coalescence and the number of leaves at or before each
+    coalescence's time, both ``(..., n-1)``.
+
+    Coalescence i has above it the leaves strictly later than it, less the ``n - 2 - i``
+    later coalescences (ties reorder equal events, which changes neither the multiset of
+    counts nor the exposure).
+    """
+    with torch.no_grad():
+        leaves = leaf_times.sort(-1).values
+        if leaves.dim() == 1:
+            leaves_up_to = torch.bucketize(coal_times, leaves, right=True)
+        else:
+            batch = broadcast_shape(leaves.shape[:-1], coal_times.shape[:-1])
+            leaves_up_to = torch.searchsorted(
+                leaves.expand(batch + leaves.shape[-1:]).contiguous(),
+                coal_times.expand(batch + coal_times.shape[-1:]).contiguous(),
+                right=True,
+            )
+        num_coal = coal_times.size(-1)
+        # leaf count less the later coalescences, minus the leaves at or before.
+        later = torch.arange(num_coal - 1 - leaf_times.size(-1), -1 - leaf_times.size(-1), -1)
+        above = (later.to(coal_times.device) + leaves_up_to).neg_()
+        return above, leaves_up_to
+
+
+def _sorted_walk_exposure(leaf_times, coal_times, above, leaves_up_to) -> torch.Tensor:
+    """``integral of C(k(t), 2) dt``, summed by parts: ``sum_leaves t * k_above -
+    sum_coals t * (k_above - 1)``, each event changing ``C(k, 2)`` by ``k`` or ``1 - k``.
+    A leaf has above it the leaves before it in descending order, less the coalescences
+    at or after its time; summed over leaves, that coalescence term is, per coalescence,
+    the total time of the leaves at or before it (a prefix sum of the sorted leaves)."""
+    ascending = leaf_times.sort(-1).values
+    num_leaves = leaf_times.size(-1)
+    rank = torch.arange(num_leaves - 1, -1, -1, dtype=leaf_times.dtype, device=leaf_times.device)
+    prefix = torch.nn.functional.pad(ascending.cumsum(-1), (1, 0))
+    batch = broadcast_shape(prefix.shape[:-1], leaves_up_to.shape[:-1])
+    index = leaves_up_to.expand(batch + leaves_up_to.shape[-1:])
+    covered = prefix.expand(batch + prefix.shape[-1:]).gather(-1, index)
+    leaves = (ascending * rank).sum(-1) - covered.sum(-1)
+    return leaves - (coal_times * (above - 1)).sum(-1)
 
 
 def _log_pairs(lineages: torch.Tensor, num_leaves: int) -> torch.Tensor:
@@ -104,13 +183,20 @@ class _CoalescentTimesConstraint(constraints.Constraint):
 
     event_dim = 1
 
-    def __init__(self, leaf_times: torch.Tensor):
+    def __init__(self, leaf_times: torch.Tensor, cache: Optional[_WalkCache] = None):
         self.leaf_times = leaf_times
+        self.cache = _WalkCache() if cache is None else cache
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
+        if self.cache.holds(self.leaf_times, value) and self.cache.support_ok is not None:
+            return self.cache.support_ok
         sorted_ok = (value[..., 1:] >= value[..., :-1]).all(-1)
-        _, is_coal, above, _ = _lineage_walk(self.leaf_times, value)
-        return sorted_ok & ((above >= 2) | (is_coal == 0)).all(-1)
+        if not bool(sorted_ok.all()):
+            _, is_coal, above, _ = _lineage_walk(self.leaf_times, value)
+            return sorted_ok & ((above >= 2) | (is_coal == 0)).all(-1)
+        above, _ = self.cache.get(self.leaf_times, value)
+        self.cache.support_ok = (above >= 2).all(-1)
+        return self.cache.support_ok
 
 
 class CoalescentTimes(TorchDistribution):
@@ -142,18 +228,22 @@ class CoalescentTimes(TorchDistribution):
         self.rate = rate
         batch_shape = broadcast_shape(leaf_times.shape[:-1], rate.shape)
         event_shape = torch.Size([leaf_times.size(-1) - 1])
+        # log_prob, and its support check, reuse the walk for a repeated value.
+        self._walk_cache = _WalkCache()
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     @constraints.dependent_property
     def support(self):
-        return _CoalescentTimesConstraint(self.leaf_times)
+        return _CoalescentTimesConstraint(self.leaf_times, self._walk_cache)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        counts, binomials, exposure = _coalescent_terms(self.leaf_times, value, 1)
-        rate = self.rate.unsqueeze(-1)  # against the (single) rate-cell dim
-        return (counts * rate.log() + binomials - rate * exposure).squeeze(-1)
+        # The support makes value sorted; the walk then needs no sort of the merged events.
+        above, leaves_up_to = self._walk_cache.get(self.leaf_times, value)
+        exposure = _sorted_walk_exposure(self.leaf_times, value, above, leaves_up_to)
+        binomials = self._walk_cache.log_binomials(value.dtype)
+        return above.size(-1) * self.rate.log() + binomials - self.rate * exposure
 
     @torch.no_grad()
     def sample(self, sample_shape=()) -> torch.Tensor:

@@ -30,8 +30,12 @@ def mixture_log_prob(
     -1.8379
     """
     z = (value.unsqueeze(-2) - locs) / scales
-    component = (-0.5 * z * z - scales.log() - _HALF_LOG_2PI).sum(-1)
-    return torch.logsumexp(logits.log_softmax(-1) + component, -1)
+    # Everything that does not depend on the value stays on the parameters' (small)
+    # shape; the per-draw work is one squared distance per component.
+    dim = z.size(-1)
+    log_norm = scales.log().sum(-1) if scales.size(-1) == dim else dim * scales.log().squeeze(-1)
+    offset = logits.log_softmax(-1) - log_norm - dim * _HALF_LOG_2PI
+    return torch.logsumexp(offset - 0.5 * (z * z).sum(-1), -1)
 
 
 def _conditional_cdfs(locs, scales, logits, x):

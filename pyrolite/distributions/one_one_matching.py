@@ -18,6 +18,8 @@ from pyrolite.distributions.torch_distribution import TorchDistribution
 
 # The subset tables hold 2**N entries per row; beyond this they stop fitting in memory.
 _MAX_EXACT_SIZE = 20
+# Up to this length exclusive sums use masked copies rather than prefix/suffix scans.
+_SMALL_EXCLUSIVE_SIZE = 32
 
 
 def shift_right(x: torch.Tensor) -> torch.Tensor:
@@ -38,9 +40,24 @@ def exclusive_logsumexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     tensor([2., 2., 2.])
     """
     x = x.movedim(dim, -1)
+    n = x.size(-1)
+    if n <= _SMALL_EXCLUSIVE_SIZE:
+        # One broadcast logsumexp over n copies with entry j masked out: O(n) times the
+        # work, but a handful of kernels instead of a dozen, which is what small sizes cost.
+        mask = torch.zeros(n, n, dtype=x.dtype, device=x.device).fill_diagonal_(-float("inf"))
+        return masked_logsumexp(x.unsqueeze(-2), mask).movedim(-1, dim)
     before = shift_right(x.logcumsumexp(-1))
     after = shift_left(x.flip(-1).logcumsumexp(-1).flip(-1))
     return torch.logaddexp(before, after).movedim(-1, dim)
+
+
+def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(x + mask).logsumexp(-1)`` in fewer kernels than torch's (which also guards
+    against infinite maxima; here a row's maximum is clamped finite, so an all ``-inf``
+    row still gives ``-inf``)."""
+    x = x + mask
+    shift = x.detach().amax(-1, keepdim=True).clamp(min=torch.finfo(x.dtype).min)
+    return (x - shift).exp().sum(-1).log() + shift.squeeze(-1)
 
 
 def entropy_of_logits(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -75,9 +92,14 @@ class _OneOneMatchingConstraint(constraints.Constraint):
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
         in_range = ((value >= 0) & (value < self.num_nodes)).all(-1)
-        sorted_value = value.sort(-1).values
-        distinct = (sorted_value[..., 1:] != sorted_value[..., :-1]).all(-1)
-        return in_range & distinct
+        if self.num_nodes > 62:
+            sorted_value = value.sort(-1).values
+            distinct = (sorted_value[..., 1:] != sorted_value[..., :-1]).all(-1)
+            return in_range & distinct
+        # N powers of two below 2**N sum to 2**N - 1 (N one bits) only without carries,
+        # that is, only if they are distinct: cheaper than sorting.
+        bits = torch.ones_like(value).bitwise_left_shift_(value.clamp(0, self.num_nodes - 1))
+        return in_range & (bits.sum(-1) == (1 << self.num_nodes) - 1)
 
 
 class _SubsetTable:
@@ -157,8 +179,9 @@ class OneOneMatching(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        rows = torch.arange(self.num_nodes, device=value.device)
-        return self.logits[rows, value].sum(-1) - self.log_partition_function
+        # A flat take beats two-tensor advanced indexing.
+        flat = value + torch.arange(0, self.num_nodes**2, self.num_nodes, device=value.device)
+        return self.logits.take(flat).sum(-1) - self.log_partition_function
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         """All N! permutations, in lexicographic order."""
@@ -207,11 +230,42 @@ def _bethe_log_partition_function(logits: torch.Tensor, bp_iters: int) -> torch.
     """
     if logits.size(-1) == 1:
         return logits.sum()  # one matching; an empty exclusive sum would make messages inf
+    # Messages as odds need ~3 kernels per half-step against ~10 in log space; they run
+    # in float64, and if an odds under- or overflows (logits spread over ~700) the result
+    # is not finite and the log-space messages take over.
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float64))
+    result = _bethe_free_energy(wide, *_odds_messages(wide, bp_iters)).to(logits.dtype)
+    if bool(torch.isfinite(result)):
+        return result
+    return _bethe_free_energy(logits, *_log_messages(logits, bp_iters))
+
+
+def _odds_messages(logits: torch.Tensor, bp_iters: int):
+    """The log-odds messages of :func:`_log_messages`, iterated as odds: exclusive sums
+    are products with ``1 - I`` (sums of positive terms, so nothing cancels)."""
+    n = logits.size(-1)
+    shift = logits.detach().max()
+    weight = (logits - shift).exp()
+    others = 1 - torch.eye(n, dtype=logits.dtype, device=logits.device)
+    odds_dst = torch.ones_like(weight)
+    for _ in range(bp_iters):
+        odds_src = (weight * odds_dst).mm(others).reciprocal()
+        odds_dst = others.mm(weight * odds_src).reciprocal()
+    if bp_iters == 0:
+        return torch.zeros_like(logits), torch.zeros_like(logits)
+    return odds_src.log() - shift, odds_dst.log()
+
+
+def _log_messages(logits: torch.Tensor, bp_iters: int):
     from_src = torch.zeros_like(logits)
     from_dst = torch.zeros_like(logits)
     for _ in range(bp_iters):
         from_src = -exclusive_logsumexp(logits + from_dst, -1)
         from_dst = -exclusive_logsumexp(logits + from_src, -2)
+    return from_src, from_dst
+
+
+def _bethe_free_energy(logits, from_src, from_dst):
     edge_logit = logits + from_src + from_dst
     energy = (torch.sigmoid(edge_logit) * logits).sum()
     source_entropy = entropy_of_logits(logits + from_dst, -1).sum()

@@ -18,12 +18,17 @@ from pyrolite.distributions.one_one_matching import (
     binary_entropy_of_logit,
     entropy_of_logits,
     exclusive_logsumexp,
+    masked_logsumexp,
     shift_left,
     shift_right,
 )
 from pyrolite.distributions.torch_distribution import TorchDistribution
 
 _MAX_EXACT_SIZE = 12  # 3**12 = 531441 states per source
+# Up to this many sources per destination the pair sums use masked copies (n**3 entries).
+_SMALL_PAIR_SIZE = 40
+# Up to this many sources the odds messages' pair mask ((2N)**3 entries) stays small.
+_MAX_ODDS_SOURCES = 64
 
 
 class _OneTwoMatchingConstraint(constraints.Constraint):
@@ -36,6 +41,11 @@ class _OneTwoMatchingConstraint(constraints.Constraint):
     def check(self, value: torch.Tensor) -> torch.Tensor:
         in_range = ((value >= 0) & (value < self.num_destinations)).all(-1)
         clamped = value.clamp(0, self.num_destinations - 1)
+        if self.num_destinations <= 31:
+            # 2N powers of four below 4**N add up to the number with every base-4 digit
+            # 2 only without carries, that is, only if each destination is hit twice.
+            fours = torch.ones_like(clamped).bitwise_left_shift_(2 * clamped)
+            return in_range & (fours.sum(-1) == 2 * (4**self.num_destinations - 1) // 3)
         counts = torch.zeros(
             value.shape[:-1] + (self.num_destinations,), dtype=torch.long, device=value.device
         ).scatter_add(-1, clamped, torch.ones_like(clamped))
@@ -135,8 +145,10 @@ class OneTwoMatching(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        sources = torch.arange(self.num_sources, device=value.device)
-        return self.logits[sources, value].sum(-1) - self.log_partition_function
+        n = self.num_destinations
+        # A flat take beats two-tensor advanced indexing.
+        flat = value + torch.arange(0, self.num_sources * n, n, device=value.device)
+        return self.logits.take(flat).sum(-1) - self.log_partition_function
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
         """All ``(2N)! / 2**N`` matchings, in Pyro's order."""
@@ -180,6 +192,17 @@ class OneTwoMatching(TorchDistribution):
 def _exclusive_pair_logsumexp(x: torch.Tensor) -> torch.Tensor:
     """``log sum_{k<l; k,l != j} exp(x_k + x_l)`` for each j along the last dim: pairs
     both before j, both after j, or one on each side, from log-cumulative sums."""
+    n = x.size(-1)
+    if n <= _SMALL_PAIR_SIZE:
+        # Every pair's log-weight, with pairs touching j masked out, in one logsumexp:
+        # O(n**3) work per row but a few kernels instead of a dozen scans.
+        first, second = torch.triu_indices(n, n, 1, device=x.device)
+        pairs = x[..., first] + x[..., second]  # (..., n (n - 1) / 2)
+        j = torch.arange(n, device=x.device).unsqueeze(-1)
+        mask = x.new_zeros(n, first.numel()).masked_fill_(
+            (first == j) | (second == j), -float("inf")
+        )
+        return masked_logsumexp(pairs.unsqueeze(-2), mask)
     # A finite floor instead of -inf: logcumsumexp's gradient is NaN at -inf inputs.
     floor = torch.finfo(x.dtype).min / 4
     one_before = shift_right(x.logcumsumexp(-1)).clamp(min=floor)
@@ -206,12 +229,53 @@ def _bethe_log_partition_function(logits: torch.Tensor, bp_iters: int) -> torch.
     """
     if logits.size(-1) == 1:
         return logits.sum()  # one matching; empty exclusive sums would make messages inf
+    # Messages as odds need ~8 kernels per iteration against ~40 in log space; they run in
+    # float64, and if an odds under- or overflows (logits spread over ~700) the result is
+    # not finite and the log-space messages take over.
+    if logits.size(-2) <= _MAX_ODDS_SOURCES:
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float64))
+        result = _bethe_free_energy(wide, *_odds_messages(wide, bp_iters)).to(logits.dtype)
+        if bool(torch.isfinite(result)):
+            return result
+    return _bethe_free_energy(logits, *_log_messages(logits, bp_iters))
+
+
+def _odds_messages(logits: torch.Tensor, bp_iters: int):
+    """The log-odds messages of :func:`_log_messages`, iterated as odds: every exclusive
+    sum (of single odds, and of products of two) is a product with a 0/1 matrix, a sum of
+    positive terms, so nothing cancels."""
+    num_sources, n = logits.shape
+    shift = logits.detach().max()
+    weight = (logits - shift).exp()
+    others_dst = 1 - torch.eye(n, dtype=logits.dtype, device=logits.device)
+    others_src = 1 - torch.eye(num_sources, dtype=logits.dtype, device=logits.device)
+    # pair_mask[(k, l), j] = 1/2 where k != l and neither is j: unordered pairs without j.
+    distinct = others_src.unsqueeze(-1) * others_src.unsqueeze(-2) * others_src.unsqueeze(0)
+    pair_mask = 0.5 * distinct
+    pair_mask = pair_mask.reshape(num_sources * num_sources, num_sources)
+    odds_dst = torch.ones_like(weight)
+    if bp_iters == 0:
+        return torch.zeros_like(logits), torch.zeros_like(logits)
+    for _ in range(bp_iters):
+        odds_src = (weight * odds_dst).mm(others_dst).reciprocal()
+        to_dst = (weight * odds_src).t()  # (N, 2N)
+        singles = to_dst.mm(others_src)
+        pairs = (to_dst.unsqueeze(-1) * to_dst.unsqueeze(-2)).reshape(n, -1).mm(pair_mask)
+        odds_dst = (singles / pairs).t()
+    return odds_src.log() - shift, odds_dst.log()
+
+
+def _log_messages(logits: torch.Tensor, bp_iters: int):
     from_src = torch.zeros_like(logits)
     from_dst = torch.zeros_like(logits)
     for _ in range(bp_iters):
         from_src = -exclusive_logsumexp(logits + from_dst, -1)
         to_dst = (logits + from_src).t()  # (N, 2N)
         from_dst = (exclusive_logsumexp(to_dst, -1) - _exclusive_pair_logsumexp(to_dst)).t()
+    return from_src, from_dst
+
+
+def _bethe_free_energy(logits, from_src, from_dst):
     edge_logit = logits + from_src + from_dst
     energy = (torch.sigmoid(edge_logit) * logits).sum()
     source_entropy = entropy_of_logits(logits + from_dst, -1).sum()

@@ -7,6 +7,7 @@ from .csis import CSIS
 from .discrete import infer_discrete
 from .distributed import DistributedSVI
 from .elbo import ELBO, ELBOModule
+from .energy_distance import EnergyDistance
 from .enum import config_enumerate
 from .export import export_guide
 from .importance import Importance
@@ -29,6 +30,7 @@ from .svgd import SVGD, IMQSteinKernel, RBFSteinKernel, SteinKernel
 from .svi import SVI, CompileInfo, SVIRunResult
 from .trace_elbo import Trace_ELBO
 from .trace_mean_field_elbo import TraceMeanField_ELBO
+from .trace_mmd import Trace_MMD
 from .trace_tail_adaptive_elbo import TraceTailAdaptive_ELBO
 from .traceenum_elbo import TraceEnum_ELBO
 from .tracegraph_elbo import TraceGraph_ELBO
@@ -42,6 +44,7 @@ __all__ = [
     "DistributedSVI",
     "ELBO",
     "ELBOModule",
+    "EnergyDistance",
     "EagerStep",
     "EmpiricalMarginal",
     "IMQSteinKernel",
@@ -68,6 +71,7 @@ __all__ = [
     "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
+    "Trace_MMD",
     "TracePosterior",
     "TracePredictive",
     "TraceTMC_ELBO",

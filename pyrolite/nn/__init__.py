@@ -3,7 +3,7 @@ and the networks the flows are built from (``DenseNN``, the masked ``AutoRegress
 
 from .auto_reg_nn import AutoRegressiveNN, ConditionalAutoRegressiveNN, MaskedLinear
 from .dense_nn import ConditionalDenseNN, DenseNN
-from .module import PyroModule, PyroParam, PyroSample, pyro_method, to_pyro_module_
+from .module import PyroModule, PyroModuleList, PyroParam, PyroSample, pyro_method, to_pyro_module_
 
 __all__ = [
     "AutoRegressiveNN",
@@ -12,6 +12,7 @@ __all__ = [
     "DenseNN",
     "MaskedLinear",
     "PyroModule",
+    "PyroModuleList",
     "PyroParam",
     "PyroSample",
     "pyro_method",

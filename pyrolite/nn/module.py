@@ -2,11 +2,13 @@
 
 ``PyroParam`` attributes live in the global ParamStore under the module's dotted
 name (``"linear.weight"``) and ``PyroSample`` attributes become sample sites, drawn
-once per call of the outermost module. Plain ``nn.Parameter``s are stored too.
+once per call of the outermost module. Plain ``nn.Parameter``s are stored too. With the
+``module_local_params`` setting each module keeps its params itself (the store stays
+empty) and still records them as param sites. ``PyroModuleList`` is the list container.
 """
 
 import functools
-from typing import Any, Callable, Dict, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterable, NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -14,6 +16,11 @@ from torch.distributions import Distribution, constraints, transform_to
 
 from .. import primitives
 from ..params import param_store as _param_store
+from ..poutine.messenger import Messenger
+from ..poutine.runtime import am_i_wrapped, apply_stack, new_message
+
+# Set through ``pyrolite.settings.set(module_local_params=True)``; read once per call.
+_MODULE_LOCAL_PARAMS = False
 
 InitValue = Union[torch.Tensor, Callable[[], torch.Tensor], None]
 
@@ -89,20 +96,59 @@ class PyroSample(NamedTuple):
         return obj.__getattr__(name)
 
 
+def _local_value(value: torch.Tensor, constraint=None, event_dim=None) -> torch.Tensor:
+    """The default effect of a module-local param site: the module's own value."""
+    return value
+
+
+def _local_param_site(name: str, value: torch.Tensor, constraint=None, event_dim=None):
+    """Record a module-local param as a ``param`` site (handlers may substitute it)."""
+    if not am_i_wrapped():
+        return value
+    msg = new_message("param", name, _local_value, (value,))
+    msg["kwargs"] = {"constraint": constraint, "event_dim": event_dim}
+    apply_stack(msg)
+    return msg["value"]
+
+
+class _GlobalParamGuard(Messenger):
+    """Active during a call of a module in local param mode: global params are refused,
+    since the store is bypassed there and a mix of both would train only half the model."""
+
+    def _pyro_param(self, msg) -> None:
+        if msg["fn"] is not _local_value:
+            raise NotImplementedError(
+                "Support for global pyro.param statements in PyroModules with local param "
+                "mode enabled is not yet implemented."
+            )
+
+
 class _Context:
-    """Shared by a module tree: sample and param values are cached while a call is active."""
+    """Shared by a module tree: sample and param values are cached while a call is active.
+
+    ``local`` (the ``module_local_params`` setting, read when the outermost call starts)
+    says whether params bypass the ParamStore during this call.
+    """
 
     def __init__(self):
         self.active = 0
+        self.local = False
+        self.guard: Optional[_GlobalParamGuard] = None
         self.cache: Dict[str, Any] = {}
 
     def __enter__(self):
         self.active += 1
+        if self.active == 1 and _MODULE_LOCAL_PARAMS:
+            self.local = True
+            self.guard = _GlobalParamGuard().__enter__()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc_value, traceback):
         self.active -= 1
         if not self.active:
             self.cache.clear()
+            if self.guard is not None:
+                guard, self.guard, self.local = self.guard, None, False
+                guard.__exit__(exc_type, exc_value, traceback)
 
 
 class _PyroModuleMeta(type):
@@ -218,12 +264,26 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             super().__delattr__(name)
 
     def _pyro_forget(self, name: str) -> None:
-        """Drop any PyroParam/PyroSample declared under ``name``."""
+        """Drop any PyroParam/PyroSample declared under ``name``.
+
+        A param the module had (``PyroParam`` or ``nn.Parameter``) also leaves the
+        ParamStore, as in Pyro: whatever replaces it starts from its own value and
+        constraint instead of the old entry's.
+        """
         self._pyro_samples.pop(name, None)
         self._pyro_lazy.pop(name, None)
-        if self._pyro_params.pop(name, None) is not None:
+        had_param = self._pyro_params.pop(name, None) is not None
+        if had_param:
             self._parameters.pop(name + "_unconstrained", None)
-        self._pyro_context.cache.pop(_join(self._pyro_name, name), None)
+        elif "_parameters" in self.__dict__ and self._parameters.get(name) is not None:
+            had_param = True
+        fullname = _join(self._pyro_name, name)
+        self._pyro_context.cache.pop(fullname, None)
+        if had_param and not _MODULE_LOCAL_PARAMS:
+            store = _param_store.get_param_store()
+            store_name = store.resolve_name(fullname)
+            if store_name in store:
+                del store[store_name]
 
     def _pyro_declare_param(self, name: str, value: PyroParam) -> None:
         init = value.init_value
@@ -268,11 +328,13 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
         else:
             with torch.no_grad():
                 leaf.copy_(transform_to(constraint).inv(value.detach()))
+        self._pyro_context.cache.pop(_join(self._pyro_name, name), None)
+        if _MODULE_LOCAL_PARAMS:
+            return
         store = _param_store.get_param_store()
         store_name = store.resolve_name(_join(self._pyro_name, name))
         if store_name in store and store.unconstrained(store_name) is not leaf:
             _adopt_leaf(store, store_name, leaf, constraint)
-        self._pyro_context.cache.pop(_join(self._pyro_name, name), None)
 
     # --- attribute reads -------------------------------------------------------------
 
@@ -296,9 +358,14 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             and not isinstance(result, PyroModule)
         ):
             fullname = _join(self._pyro_name, name)
-            cache = self._pyro_context.cache
-            if fullname not in cache:
-                cache[fullname] = primitives.module(fullname, result)
+            context = self._pyro_context
+            if fullname not in context.cache:
+                if context.local:
+                    for pname, p in result.named_parameters():
+                        _local_param_site(f"{fullname}$$${pname}", p)
+                    context.cache[fullname] = result
+                else:
+                    context.cache[fullname] = primitives.module(fullname, result)
         return result
 
     def _pyro_read_param(self, name: str) -> torch.Tensor:
@@ -314,6 +381,14 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             return transform_to(constraint)(leaf)
         if fullname in context.cache:
             return context.cache[fullname]
+        if context.local:
+            leaf = self._parameters.get(key)
+            if leaf is None:
+                leaf = self._pyro_set_leaf(name, self._pyro_lazy.pop(name)())
+            value = transform_to(constraint)(leaf)
+            value = _local_param_site(fullname, value, constraint, event_dim)
+            context.cache[fullname] = value
+            return value
         store = _param_store.get_param_store()
         store_name = store.resolve_name(fullname)
         if store_name in store:
@@ -338,6 +413,10 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
             return tensor
         if fullname in context.cache:
             return context.cache[fullname]
+        if context.local:
+            value = _local_param_site(fullname, tensor)
+            context.cache[fullname] = value
+            return value
         value = primitives.param(fullname, tensor)
         store = _param_store.get_param_store()
         store_name = store.resolve_name(fullname)
@@ -360,6 +439,42 @@ class PyroModule(nn.Module, metaclass=_PyroModuleMeta):
         if context.active:
             context.cache[fullname] = value
         return value
+
+
+class PyroModuleList(nn.ModuleList, PyroModule):
+    """``nn.ModuleList`` as a ``PyroModule`` (also ``PyroModule[nn.ModuleList]``): item
+    ``i`` is the child ``"i"``, so its params are named ``"{list}.{i}.weight"``.
+
+    A slice is a ``PyroModuleList`` of the same modules, which keep their names (slicing
+    does not re-parent them), so a forward loop over ``self.layers[1:]`` trains the
+    params ``"layers.1.weight"``, ... that a loop over the whole list would.
+
+    >>> import torch, pyrolite
+    >>> pyrolite.clear_param_store()
+    >>> layers = PyroModuleList([PyroModule[torch.nn.Linear](2, 2) for _ in range(3)])
+    >>> tail = layers[1:]
+    >>> type(tail).__name__, [m._pyro_name for m in tail]
+    ('PyroModuleList', ['1', '2'])
+    >>> _ = tail[0](torch.ones(2))
+    >>> sorted(pyrolite.get_param_store().keys())
+    ['1.bias', '1.weight']
+    """
+
+    def __init__(self, modules: Optional[Iterable[nn.Module]]):
+        super().__init__(modules)
+
+    def __getitem__(self, idx: Union[int, slice]) -> Union[nn.Module, "PyroModuleList"]:
+        if not isinstance(idx, slice):
+            return super().__getitem__(idx)
+        out = PyroModuleList(None)
+        object.__setattr__(out, "_pyro_name", self._pyro_name)
+        object.__setattr__(out, "_pyro_context", self._pyro_context)
+        for i, module in enumerate(list(self._modules.values())[idx]):
+            out._modules[str(i)] = module  # not add_module: the modules keep their names
+        return out
+
+
+_PyroModuleMeta._pyro_mixin_cache[nn.ModuleList] = PyroModuleList
 
 
 def _init_pyro_fields(module: nn.Module) -> None:

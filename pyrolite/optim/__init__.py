@@ -11,6 +11,7 @@ and learning-rate schedulers, with per-parameter arguments and name-keyed save/l
 tensor([-0.1000,  0.1000])
 """
 
+from pyrolite.optim.horovod import HorovodOptimizer
 from pyrolite.optim.lr_scheduler import PyroLRScheduler
 from pyrolite.optim.optim import PyroOptim
 from pyrolite.optim.pytorch_optimizers import (
@@ -19,17 +20,21 @@ from pyrolite.optim.pytorch_optimizers import (
     SGD,
     Adadelta,
     Adagrad,
+    AdagradRMSProp,
     Adam,
     Adamax,
     AdamW,
+    ChainedScheduler,
     ClippedAdam,
     ConstantLR,
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     CyclicLR,
+    DCTAdam,
     ExponentialLR,
     LambdaLR,
     LinearLR,
+    LRScheduler,
     MultiplicativeLR,
     MultiStepLR,
     NAdam,
@@ -39,6 +44,7 @@ from pyrolite.optim.pytorch_optimizers import (
     ReduceLROnPlateau,
     RMSprop,
     Rprop,
+    SequentialLR,
     SparseAdam,
     StepLR,
 )
@@ -46,5 +52,7 @@ from pyrolite.optim.pytorch_optimizers import __all__ as _wrapped
 
 if "Adafactor" in _wrapped:
     from pyrolite.optim.pytorch_optimizers import Adafactor
+if "Muon" in _wrapped:
+    from pyrolite.optim.pytorch_optimizers import Muon
 
-__all__ = ["PyroOptim", "PyroLRScheduler", *_wrapped]
+__all__ = ["HorovodOptimizer", "PyroOptim", "PyroLRScheduler", *_wrapped]

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from torch.optim import lr_scheduler
 
-from pyrolite.optim import clipped_adam
+from pyrolite.optim import adagrad_rmsprop, clipped_adam, dct_adam
 from pyrolite.optim.lr_scheduler import PyroLRScheduler
 from pyrolite.optim.optim import ArgsOrFn, PyroOptim
 
@@ -86,6 +86,15 @@ SCHEDULER_NAMES = (
     "ReduceLROnPlateau",
     "StepLR",
 )
+# Pyro's own optimizers and the newer torch schedulers Pyro wraps (Muon where torch has it).
+PYRO_EXTRA_NAMES = (
+    "AdagradRMSProp",
+    "DCTAdam",
+    "Muon",  # where torch has it
+    "ChainedScheduler",
+    "LRScheduler",
+    "SequentialLR",
+)
 
 ASGD = _wrap_optimizer(torch.optim.ASGD, "torch.optim.ASGD")
 Adadelta = _wrap_optimizer(torch.optim.Adadelta, "torch.optim.Adadelta")
@@ -102,8 +111,17 @@ SGD = _wrap_optimizer(torch.optim.SGD, "torch.optim.SGD")
 SparseAdam = _wrap_optimizer(torch.optim.SparseAdam, "torch.optim.SparseAdam")
 if hasattr(torch.optim, "Adafactor"):
     Adafactor = _wrap_optimizer(torch.optim.Adafactor, "torch.optim.Adafactor")
+if hasattr(torch.optim, "Muon"):
+    Muon = _wrap_optimizer(torch.optim.Muon, "torch.optim.Muon")
 ClippedAdam = _wrap_optimizer(clipped_adam.ClippedAdam, "pyrolite.optim.clipped_adam.ClippedAdam")
+AdagradRMSProp = _wrap_optimizer(
+    adagrad_rmsprop.AdagradRMSProp, "pyrolite.optim.adagrad_rmsprop.AdagradRMSProp"
+)
+DCTAdam = _wrap_optimizer(dct_adam.DCTAdam, "pyrolite.optim.dct_adam.DCTAdam")
 
+ChainedScheduler = _wrap_scheduler(lr_scheduler.ChainedScheduler)
+LRScheduler = _wrap_scheduler(lr_scheduler.LRScheduler)
+SequentialLR = _wrap_scheduler(lr_scheduler.SequentialLR)
 ConstantLR = _wrap_scheduler(lr_scheduler.ConstantLR)
 CosineAnnealingLR = _wrap_scheduler(lr_scheduler.CosineAnnealingLR)
 CosineAnnealingWarmRestarts = _wrap_scheduler(lr_scheduler.CosineAnnealingWarmRestarts)
@@ -123,4 +141,5 @@ __all__ = [
     *(name for name in OPTIONAL_OPTIMIZER_NAMES if name in globals()),
     "ClippedAdam",
     *SCHEDULER_NAMES,
+    *(name for name in PYRO_EXTRA_NAMES if name in globals()),
 ]
