@@ -124,5 +124,3 @@ def warn_once(key, message: str, category=UserWarning, stacklevel: int = 3) -> N
 def reset_warn_once() -> None:
     """Forget which warnings were given (for tests)."""
     _WARNED.clear()
-
-

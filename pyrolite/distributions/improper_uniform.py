@@ -51,9 +51,15 @@ class ImproperUniform(TorchDistribution):
         return copy_forced_has_rsample(self, new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        # With validation on, the support is checked (Pyro does not check it): it costs more
+        # than the (free) density, but a fast path that skips a check is not one we take.
         if self._validate_args:
             self._validate_sample(value)
-        batch_shape = broadcast_shape(value.shape[: value.dim() - self.event_dim], self.batch_shape)
+        value_batch = value.shape[: value.dim() - self.event_dim]
+        if value_batch == self.batch_shape:
+            batch_shape = value_batch
+        else:
+            batch_shape = broadcast_shape(value_batch, self.batch_shape)
         return value.new_zeros(()).expand(batch_shape)
 
     def sample(self, sample_shape=()):

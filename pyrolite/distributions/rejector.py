@@ -86,7 +86,12 @@ class Rejector(TorchDistribution):
             proposal = self.propose(sample_shape) if sample_shape else self.propose()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return self._propose_log_prob(value) + self._log_prob_accept(value) - self._log_scale
+        cached = self.__dict__.get("_log_prob_cache")
+        if cached is None or cached[0] is not value:
+            log_prob = self._propose_log_prob(value) + self._log_prob_accept(value)
+            cached = value, log_prob - self._log_scale
+            self._log_prob_cache = cached
+        return cached[1]
 
     def score_parts(self, value: torch.Tensor) -> ScoreParts:
         # The pathwise gradient through an accepted proposal misses how the parameters

@@ -185,7 +185,7 @@ def _stable_log_density(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
     return torch.where(gaussian, normal, log_f)
 
 
-def _cms_s0(u, log_w, log_cos_u, a, b):
+def chambers_mallows_stuck_s0(u, log_w, log_cos_u, a, b):
     """Chambers-Mallows-Stuck draw of the standard S0 law (stability ``a != 1``) from
     ``u ~ Uniform(-pi/2, pi/2)`` and ``w ~ Exponential(1)``; the per-parameter constants
     are computed at the parameters' shape."""
@@ -259,7 +259,7 @@ class Stable(TorchDistribution):
         new._validate_args = self._validate_args
         return copy_forced_has_rsample(self, new)
 
-    def _s0_loc(self) -> torch.Tensor:
+    def s0_loc(self) -> torch.Tensor:
         """``loc`` in S0 coordinates (it differs from S's by a skew-dependent shift)."""
         if self.coords == "S0":
             return self.loc
@@ -273,7 +273,7 @@ class Stable(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         dtype = torch.promote_types(value.dtype, self.loc.dtype)
-        x = (value - self._s0_loc()) / self.scale
+        x = (value - self.s0_loc()) / self.scale
         x, alpha, beta = torch.broadcast_tensors(
             x.double(), self.stability.double(), self.skew.double()
         )
@@ -297,7 +297,7 @@ class Stable(TorchDistribution):
         log_cos_u = torch.cos(u).log()
         a = (torch.where(unit, 0.5, alpha) if any_unit else alpha).to(work)
         b = beta.to(work)
-        z = _cms_s0(u, log_w, log_cos_u, a, b)
+        z = chambers_mallows_stuck_s0(u, log_w, log_cos_u, a, b)
         if any_unit:
             bu = half_pi + b * u
             one = bu * torch.tan(u) - b * (math.log(half_pi) + log_w + log_cos_u - bu.log())
@@ -306,18 +306,18 @@ class Stable(TorchDistribution):
             with torch.no_grad():
                 step = _UNIT_SLOPE_STEP
                 slope = (
-                    _cms_s0(u, log_w, log_cos_u, 1 + step, b)
-                    - _cms_s0(u, log_w, log_cos_u, 1 - step, b)
+                    chambers_mallows_stuck_s0(u, log_w, log_cos_u, 1 + step, b)
+                    - chambers_mallows_stuck_s0(u, log_w, log_cos_u, 1 - step, b)
                 ) / (2 * step)
             alpha_w = alpha.to(work)
             one = one / half_pi + (alpha_w - alpha_w.detach()) * slope
             z = torch.where(unit, one, z)
-        return self._s0_loc() + self.scale * z.to(dtype)
+        return self.s0_loc() + self.scale * z.to(dtype)
 
     @property
     def mean(self) -> torch.Tensor:
         tan_half = torch.tan(0.5 * math.pi * self.stability)
-        mean = self._s0_loc() - self.skew * self.scale * tan_half
+        mean = self.s0_loc() - self.skew * self.scale * tan_half
         return torch.where(self.stability > 1, mean, math.nan)
 
     @property

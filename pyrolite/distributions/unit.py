@@ -53,5 +53,7 @@ class Unit(TorchDistribution):
         return self.log_factor.new_empty(self.shape(sample_shape))
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        shape = broadcast_shape(self.batch_shape, value.shape[:-1])
-        return self.log_factor.expand(shape)
+        batch_shape = value.shape[:-1]
+        if batch_shape == self.batch_shape:  # the common case: a value from this site
+            return self.log_factor
+        return self.log_factor.expand(broadcast_shape(self.batch_shape, batch_shape))

@@ -49,4 +49,7 @@ class VonMises3D(TorchDistribution):
         # as k -> 0 (where the clamp only avoids log(0)).
         kappa = self.concentration.norm(2, dim=-1).clamp_min(1e-20)
         log_sinhc = kappa + torch.log(-torch.expm1(-2 * kappa)) - torch.log(2 * kappa)
-        return (self.concentration * value).sum(-1) - math.log(4 * math.pi) - log_sinhc
+        normalizer = log_sinhc + math.log(4 * math.pi)  # on the parameters' (small) shape
+        if self.concentration.dim() == 1:
+            return value @ self.concentration - normalizer  # one kernel for c . x
+        return (self.concentration * value).sum(-1) - normalizer

@@ -16,10 +16,9 @@ import torch
 from ..distributions.util import is_identically_zero, scale_and_mask
 from ..ops.contract import Contraction
 from ..poutine.messenger import Messenger
-from ..poutine.plate_messenger import vectorize
 from ..poutine.runtime import Message
 from ..poutine.trace_struct import Trace
-from .elbo import ELBO, PARTICLE_PLATE, TracePair, sum_terms
+from .elbo import ELBO, TracePair, sum_terms
 from .enum import enum_layout, factor_tensors, positional
 from .traceenum_elbo import TraceEnum_ELBO
 
@@ -78,15 +77,9 @@ class TraceTMC_ELBO(TraceEnum_ELBO):
                 "TraceTMC_ELBO: the guide has a site marked infer={'enumerate': "
                 "'sequential'}; mark it 'parallel' (with 'num_samples' to sample it)."
             )
-        if self.vectorized:
-            # The particle plate goes inside enum, so that each particle's sampled sites
-            # get their own draws (enum broadcasts a site to the plates it sees).
-            dim = -1 - int(self.max_plate_nesting)
-            model = vectorize(model, PARTICLE_PLATE, self.num_particles, dim)
-            guide = vectorize(guide, PARTICLE_PLATE, self.num_particles, dim)
-        model, guide = self.wrap_enum(model, guide)
-        self._program = (model, guide, args, kwargs)
-        return self._trace_pair(model, guide, args, kwargs)
+        # TraceEnum_ELBO puts the particle plate inside enum, so that each particle's
+        # sampled sites get their own draws.
+        return super()._pair(model, guide, args, kwargs, pending)
 
     def plan(self, model_trace: Trace, guide_trace: Trace) -> dict:
         if self.strict_enumeration_warning and not _any_parallel(model_trace, guide_trace):

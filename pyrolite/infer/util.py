@@ -347,7 +347,7 @@ def fits_within(shape: Tuple[int, ...], target: Tuple[int, ...]) -> bool:
 
 def _real_bounds(c) -> Optional[Tuple[float, float]]:
     """(lower, upper) of a scalar real constraint, or None if it is not one."""
-    c = _strip_independent(c)
+    c = strip_independent(c)
     name = type(c).__name__
     if name == "_Real":
         return (-math.inf, math.inf)
@@ -365,7 +365,7 @@ def _support_contains(outer, inner) -> bool:
     outer_bounds, inner_bounds = _real_bounds(outer), _real_bounds(inner)
     if outer_bounds is not None and inner_bounds is not None:
         return outer_bounds[0] <= inner_bounds[0] and inner_bounds[1] <= outer_bounds[1]
-    base_outer, base_inner = _strip_independent(outer), _strip_independent(inner)
+    base_outer, base_inner = strip_independent(outer), strip_independent(inner)
     if type(base_outer) is not type(base_inner):
         return False
     return all(
@@ -375,7 +375,8 @@ def _support_contains(outer, inner) -> bool:
     )
 
 
-def _strip_independent(c):
+def strip_independent(c):
+    """The base of an ``independent`` constraint (any depth), or ``c`` itself."""
     while hasattr(c, "base_constraint"):
         c = c.base_constraint
     return c

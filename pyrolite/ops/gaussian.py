@@ -244,6 +244,54 @@ def condition_blocks(
     return info, precision[..., keep, keep], constant
 
 
+# Below this size a Cholesky factor and triangular solves are a few elementwise ops over the
+# whole batch; torch's batched LAPACK calls cost a call per matrix instead.
+_SMALL = 3
+
+
+def _cholesky(p: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor of the positive definite ``p`` ``(..., n, n)``; raises
+    ``torch.linalg.LinAlgError`` (as ``torch.linalg.cholesky`` does) when it is not."""
+    n = p.size(-1)
+    if n > _SMALL:
+        return torch.linalg.cholesky(p)
+    rows: List[List[torch.Tensor]] = []
+    pivots = []
+    for i in range(n):
+        row = []
+        for j in range(i + 1):
+            acc = p[..., i, j]
+            for k in range(j):
+                acc = acc - row[k] * rows[j][k] if i != j else acc - row[k] * row[k]
+            if i == j:
+                pivots.append(acc)
+                row.append(acc.clamp(min=0).sqrt())
+            else:
+                row.append(acc / rows[j][j])
+        rows.append(row)
+    if not bool(torch.stack(pivots).gt(0).all()):
+        raise torch.linalg.LinAlgError(
+            f"cholesky: a ({n}, {n}) precision block is not positive definite"
+        )
+    zero = p.new_zeros(()).expand(p.shape[:-2])
+    return torch.stack([torch.stack(row + [zero] * (n - len(row)), -1) for row in rows], -2)
+
+
+def _solve_small(chol: torch.Tensor, rhs: torch.Tensor, upper: bool) -> torch.Tensor:
+    """``chol^-1 @ rhs`` (``chol.mT^-1 @ rhs`` when ``upper``) for a small lower ``chol``
+    ``(..., n, n)`` and ``rhs`` ``(..., n, k)``, by substitution over the n rows."""
+    n = chol.size(-1)
+    order = range(n - 1, -1, -1) if upper else range(n)
+    out: dict = {}
+    for i in order:
+        acc = rhs[..., i, :]
+        for j in out:
+            coeff = chol[..., j, i] if upper else chol[..., i, j]
+            acc = acc - coeff.unsqueeze(-1) * out[j]
+        out[i] = acc / chol[..., i, i].unsqueeze(-1)
+    return torch.stack([out[i] for i in range(n)], -2)
+
+
 def _eliminate(p_dd: torch.Tensor, p_dk_parts: List[torch.Tensor], info_d: torch.Tensor):
     """The shared step of integrating dims ``d`` out of ``info @ x - x @ P @ x / 2``.
 
@@ -253,12 +301,15 @@ def _eliminate(p_dd: torch.Tensor, p_dk_parts: List[torch.Tensor], info_d: torch
     its last entry, halved, is the constant ``info_d @ P_dd^-1 @ info_d / 2``. The integral
     contributes ``exp(constant) (2 pi)^(d/2) det(P_dd)^(-1/2)``.
     """
-    chol = torch.linalg.cholesky(p_dd)
     parts = p_dk_parts + [info_d.unsqueeze(-1)]
     batch = broadcast_shape(*(part.shape[:-2] for part in parts))
     # One triangular solve and one product for the precision, info vector and constant.
     rhs = torch.cat([part.expand(batch + part.shape[-2:]) for part in parts], -1)
-    whitened = torch.linalg.solve_triangular(chol, rhs, upper=False)
+    chol = _cholesky(p_dd)
+    if p_dd.size(-1) <= _SMALL:
+        whitened = _solve_small(chol, rhs, upper=False)
+    else:
+        whitened = torch.linalg.solve_triangular(chol, rhs, upper=False)
     half_logdet = chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return whitened.mT @ whitened, half_logdet
 
@@ -377,7 +428,10 @@ def sample_from_precision(
 ) -> torch.Tensor:
     """``precision^-1 @ info_vec + L^-T @ noise`` where ``precision = L @ L.T``: a draw from
     the normalized Gaussian, given standard normal ``noise`` shaped like ``info_vec``."""
-    chol = torch.linalg.cholesky(precision)
+    chol = _cholesky(precision)
+    if precision.size(-1) <= _SMALL:
+        white = _solve_small(chol, info_vec.unsqueeze(-1), upper=False).squeeze(-1) + noise
+        return _solve_small(chol, white.unsqueeze(-1), upper=True).squeeze(-1)
     return _solve_upper(chol.mT, solve_lower(chol, info_vec) + noise)
 
 

@@ -45,6 +45,16 @@ class NonlocalExit(Exception):
                 break
 
 
+def active_handlers() -> Tuple[Any, ...]:
+    """The handlers now active, outermost first (a snapshot; for handlers that ask whether
+    another handler encloses them).
+
+    >>> active_handlers()
+    ()
+    """
+    return tuple(_STACK)
+
+
 def am_i_wrapped() -> bool:
     """True when at least one handler is active."""
     return bool(_STACK)

@@ -14,7 +14,7 @@ import torch
 import pyrolite
 
 from ...poutine.messenger import Messenger
-from ...poutine.runtime import _STACK
+from ...poutine.runtime import active_handlers
 
 
 class _NameScope:
@@ -50,7 +50,7 @@ def _close_scope(depth: int) -> None:
 
 
 def _active() -> bool:
-    return any(isinstance(handler, AutoNameMessenger) for handler in _STACK)
+    return any(isinstance(handler, AutoNameMessenger) for handler in active_handlers())
 
 
 def genname(name: str) -> str:

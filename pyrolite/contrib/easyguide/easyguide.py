@@ -19,12 +19,12 @@ from ... import primitives as pyro
 from ...distributions import Delta, constraints
 from ...infer.autoguide.guides import (
     LatentSite,
-    _deep_getattr,
-    _deep_setattr,
-    _find_device,
-    _is_latent,
-    _periodic_repeat,
-    _strip_independent,
+    deep_getattr,
+    deep_setattr,
+    find_device,
+    is_latent,
+    periodic_repeat,
+    strip_independent,
 )
 from ...infer.autoguide.initialization import InitMessenger
 from ...nn.module import PyroModule, PyroParam
@@ -78,9 +78,9 @@ class EasyGuide(PyroModule):
     def _setup_prototype(self, *args, **kwargs) -> None:
         """Run the model once at :meth:`init` values, hidden from outer handlers."""
         tracer = TraceMessenger()
-        init = InitMessenger(self.init, device=_find_device(args, kwargs))
+        init = InitMessenger(self.init, device=find_device(args, kwargs))
         with torch.no_grad(), BlockMessenger(), tracer:
-            with BlockMessenger(hide_fn=lambda msg: not _is_latent(msg)), init:
+            with BlockMessenger(hide_fn=lambda msg: not is_latent(msg)), init:
                 self.model(*args, **kwargs)
         self.prototype_trace = tracer.trace
         self.frames = {}
@@ -155,8 +155,8 @@ class EasyGuide(PyroModule):
         with ExitStack() as stack:
             self._enter_site_plates(stack, site)
             if not hasattr(self, name):
-                _deep_setattr(self, name, PyroParam(site.init_value, site.support, site.event_dim))
-            value = self._subsample(_deep_getattr(self, name), site, site.event_dim)
+                deep_setattr(self, name, PyroParam(site.init_value, site.support, site.event_dim))
+            value = self._subsample(deep_getattr(self, name), site, site.event_dim)
             return pyro.sample(name, Delta(value, event_dim=site.event_dim))
 
     # --- shared by map_estimate and Group ---------------------------------------------------
@@ -202,15 +202,15 @@ def _latent_site(site: dict) -> LatentSite:
     for frame in frames:
         full_size = frame.full_size if frame.full_size is not None else frame.size
         if full_size != frame.size:
-            full_value = _periodic_repeat(full_value, full_size, frame.dim - fn.event_dim)
-            full_unconstrained = _periodic_repeat(
+            full_value = periodic_repeat(full_value, full_size, frame.dim - fn.event_dim)
+            full_unconstrained = periodic_repeat(
                 full_unconstrained, full_size, frame.dim - u_event_dim
             )
     return LatentSite(
         name=name,
         support=fn.support,
         transform=transform,
-        is_identity=_strip_independent(fn.support) is constraints.real,
+        is_identity=strip_independent(fn.support) is constraints.real,
         event_dim=fn.event_dim,
         unconstrained_event_dim=u_event_dim,
         unconstrained_shape=unconstrained.shape,

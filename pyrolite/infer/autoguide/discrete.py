@@ -9,7 +9,7 @@ import torch
 from ... import primitives as pyro
 from ...distributions import Bernoulli, Categorical, OneHotCategorical, constraints
 from ...nn.module import PyroParam
-from .guides import AutoGuide, _deep_setattr, _periodic_repeat
+from .guides import AutoGuide, deep_setattr, periodic_repeat
 
 # family -> (probs constraint, probs event dims beyond the site's batch)
 _FAMILIES = {
@@ -88,10 +88,10 @@ class AutoDiscreteParallel(AutoGuide):
             for frame in frames:
                 full = frame.full_size if frame.full_size is not None else frame.size
                 if full != frame.size:
-                    probs = _periodic_repeat(probs, full, frame.dim - probs_event_dim)
+                    probs = periodic_repeat(probs, full, frame.dim - probs_event_dim)
             record = _DiscreteSite(name, family, frames, probs_event_dim)
             param = PyroParam(probs.contiguous(), constraint, probs_event_dim)
-            readers.append((record, *_deep_setattr(self, f"{name}_probs", param)))
+            readers.append((record, *deep_setattr(self, f"{name}_probs", param)))
             self._discrete[name] = record
         self._readers = readers
 

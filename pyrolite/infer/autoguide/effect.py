@@ -18,7 +18,7 @@ from ...poutine.block_messenger import BlockMessenger
 from ...poutine.messenger import Messenger
 from ...poutine.trace_messenger import TraceMessenger
 from ...poutine.trace_struct import Trace
-from .guides import _check_init_scale, _deep_setattr, _periodic_repeat
+from .guides import _check_init_scale, deep_setattr, periodic_repeat
 from .initialization import _broadcast_to_plates, init_to_feasible, init_to_mean
 
 Posterior = Union[torch.distributions.Distribution, torch.Tensor]
@@ -146,13 +146,13 @@ class AutoMessenger(PyroModule):
                 value = value.mean(dim, keepdim=True)
                 amortized = True
             elif frame.full_size is not None and frame.full_size != value.size(dim):
-                value = _periodic_repeat(value, frame.full_size, dim)
+                value = periodic_repeat(value, frame.full_size, dim)
         while amortized and value.dim() > event_dim and value.size(0) == 1:
             value = value[0]
         return value.contiguous()
 
     def _declare(self, kind: str, name: str, param: PyroParam) -> None:
-        _deep_setattr(self, f"{kind}.{name}", param)
+        deep_setattr(self, f"{kind}.{name}", param)
 
     def _read(self, kind: str, name: str) -> Optional[torch.Tensor]:
         module = self._modules.get(kind)

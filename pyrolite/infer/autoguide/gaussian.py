@@ -20,7 +20,7 @@ from ...nn.module import PyroModule, PyroParam
 from ...poutine.block_messenger import BlockMessenger
 from ...poutine.plate_messenger import CondIndepStackFrame
 from .continuous import AutoContinuous
-from .guides import _check_init_scale, _deep_setattr, _mask_is_false
+from .guides import _check_init_scale, _mask_is_false, deep_setattr
 from .initialization import init_to_feasible
 from .structured import prior_dependencies
 
@@ -100,9 +100,9 @@ class AutoGaussianDense(AutoGaussian):
         for name, site in sites.items():
             init = site.init_unconstrained
             event_dim = site.unconstrained_event_dim
-            loc = _deep_setattr(self.locs, name, PyroParam(init, constraints.real, event_dim))
+            loc = deep_setattr(self.locs, name, PyroParam(init, constraints.real, event_dim))
             scale_init = torch.full_like(init, self._init_scale)
-            scale = _deep_setattr(
+            scale = deep_setattr(
                 self.scales, name, PyroParam(scale_init, self.scale_constraint, event_dim)
             )
             plans.append((site, loc, scale))
@@ -117,8 +117,8 @@ class AutoGaussianDense(AutoGaussian):
             noise = 0.03 * torch.randn(batch + (dim, rank), dtype=init.dtype, device=init.device)
             prec_sqrt = eye + noise * (1 - eye)  # a little asymmetry breaks ties
             white = torch.zeros(batch + (rank,), dtype=init.dtype, device=init.device)
-            w = _deep_setattr(self.white_vecs, name, PyroParam(white, constraints.real))
-            p = _deep_setattr(self.prec_sqrts, name, PyroParam(prec_sqrt, constraints.real))
+            w = deep_setattr(self.white_vecs, name, PyroParam(white, constraints.real))
+            p = deep_setattr(self.prec_sqrts, name, PyroParam(prec_sqrt, constraints.real))
             factors.append((index.to(init.device), w, p))
         self._plans, self._factors = plans, factors
 

@@ -25,6 +25,7 @@ from ...poutine.block_messenger import BlockMessenger
 from ...poutine.plate_messenger import CondIndepStackFrame, PlateMessenger
 from ...poutine.trace_messenger import TraceMessenger
 from ...poutine.trace_struct import Trace
+from ..util import strip_independent as strip_independent
 from .initialization import InitMessenger, init_to_feasible, init_to_median
 
 
@@ -108,7 +109,7 @@ class _GuidePlate:
         return PlateMessenger(self.name, self.size, subsample=self.indices, dim=self.dim)
 
 
-def _periodic_repeat(tensor: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+def periodic_repeat(tensor: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """Tile ``tensor`` along ``dim`` (negative) to length ``size``."""
     period = tensor.size(dim)
     repeats = [1] * tensor.dim()
@@ -116,18 +117,18 @@ def _periodic_repeat(tensor: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return tensor.repeat(*repeats).narrow(dim, 0, size)
 
 
-def _find_device(args, kwargs) -> Optional[torch.device]:
+def find_device(args, kwargs) -> Optional[torch.device]:
     for value in list(args) + list(kwargs.values()):
         if isinstance(value, torch.Tensor):
             return value.device
     return None
 
 
-def _is_latent(msg: dict) -> bool:
+def is_latent(msg: dict) -> bool:
     return msg["type"] == "sample" and not msg["is_observed"] and not msg["infer"].get("_subsample")
 
 
-def _deep_setattr(module: PyroModule, dotted: str, value) -> Tuple[PyroModule, str]:
+def deep_setattr(module: PyroModule, dotted: str, value) -> Tuple[PyroModule, str]:
     """``module.a.b = value`` for the site name ``"a.b"``, creating the ``PyroModule``s on
     the way (as Pyro does, so a dotted site's param is ``"AutoNormal.locs.a.b"``).
 
@@ -146,7 +147,7 @@ def _deep_setattr(module: PyroModule, dotted: str, value) -> Tuple[PyroModule, s
     return owner, leaf
 
 
-def _deep_getattr(module: torch.nn.Module, dotted: str):
+def deep_getattr(module: torch.nn.Module, dotted: str):
     for part in dotted.split("."):
         module = getattr(module, part)
     return module
@@ -196,9 +197,9 @@ class AutoGuide(PyroModule):
     def _setup_prototype(self, *args, **kwargs) -> None:
         """Run the model once at its init values, hidden from outer handlers."""
         tracer = TraceMessenger()
-        init = InitMessenger(self.init_loc_fn, device=_find_device(args, kwargs))
+        init = InitMessenger(self.init_loc_fn, device=find_device(args, kwargs))
         with torch.no_grad(), BlockMessenger(), tracer:
-            with BlockMessenger(hide_fn=lambda msg: not _is_latent(msg)), init:
+            with BlockMessenger(hide_fn=lambda msg: not is_latent(msg)), init:
                 self.model(*args, **kwargs)
         self.prototype_trace = tracer.trace
         self._prototype_frames = {}
@@ -255,15 +256,15 @@ class AutoGuide(PyroModule):
             full_size = frame.full_size if frame.full_size is not None else frame.size
             if full_size != frame.size:
                 self._check_can_subsample(name, frame)
-                full_value = _periodic_repeat(full_value, full_size, frame.dim - fn.event_dim)
-                full_unconstrained = _periodic_repeat(
+                full_value = periodic_repeat(full_value, full_size, frame.dim - fn.event_dim)
+                full_unconstrained = periodic_repeat(
                     full_unconstrained, full_size, frame.dim - u_event_dim
                 )
         return LatentSite(
             name=name,
             support=support,
             transform=transform,
-            is_identity=_strip_independent(support) is constraints.real,
+            is_identity=strip_independent(support) is constraints.real,
             event_dim=fn.event_dim,
             unconstrained_event_dim=u_event_dim,
             unconstrained_shape=unconstrained.shape,
@@ -345,12 +346,6 @@ class AutoGuide(PyroModule):
         return qs
 
 
-def _strip_independent(c):
-    while hasattr(c, "base_constraint"):
-        c = c.base_constraint
-    return c
-
-
 def _check_init_scale(guide: str, init_scale: float) -> float:
     if not init_scale > 0:
         raise ValueError(f"{guide}: init_scale must be positive, got {init_scale}")
@@ -397,7 +392,7 @@ class AutoDelta(AutoGuide):
         readers = []
         for name, site in self._sites.items():
             param = PyroParam(site.init_value, site.support, site.event_dim)
-            readers.append((site, *_deep_setattr(self, name, param)))
+            readers.append((site, *deep_setattr(self, name, param)))
         self._readers = readers
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
@@ -483,14 +478,14 @@ class AutoNormal(AutoGuide):
             readers.append(
                 (
                     site,
-                    *_deep_setattr(self.locs, name, loc),
-                    *_deep_setattr(self.scales, name, scale),
+                    *deep_setattr(self.locs, name, loc),
+                    *deep_setattr(self.scales, name, scale),
                 )
             )
         self._readers = readers
 
     def _get_loc_and_scale(self, name: str) -> Tuple[torch.Tensor, torch.Tensor]:
-        return _deep_getattr(self.locs, name), _deep_getattr(self.scales, name)
+        return deep_getattr(self.locs, name), deep_getattr(self.scales, name)
 
     def forward(self, *args, **kwargs) -> Dict[str, torch.Tensor]:
         if self.prototype_trace is None:
@@ -591,7 +586,7 @@ class AutoCallable(AutoGuide):
                 with BlockMessenger(), tracer:
                     self.guide(*args, **kwargs)
                 for name, site in tracer.trace.nodes.items():
-                    if _is_latent(site) and not site["infer"].get("is_auxiliary"):
+                    if is_latent(site) and not site["infer"].get("is_auxiliary"):
                         draws.setdefault(name, []).append(site["value"])
         return {n: torch.stack(v).reshape(shape + v[0].shape) for n, v in draws.items()}
 

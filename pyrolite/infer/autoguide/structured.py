@@ -22,7 +22,7 @@ from ...poutine.block_messenger import BlockMessenger
 from ...poutine.messenger import Messenger
 from ...poutine.plate_messenger import CondIndepStackFrame
 from ...poutine.trace_messenger import TraceMessenger
-from .guides import AutoGuide, _check_init_scale, _deep_setattr, _is_latent, _mask_is_false
+from .guides import AutoGuide, _check_init_scale, _mask_is_false, deep_setattr, is_latent
 from .initialization import init_to_feasible
 
 _CONDITIONALS = ("delta", "normal", "mvn")
@@ -40,7 +40,7 @@ class _LeafValues(Messenger):
 
     def _pyro_sample(self, msg) -> None:
         name = msg["name"]
-        if name in self.values and _is_latent(msg):
+        if name in self.values and is_latent(msg):
             leaf = self.values[name].detach().clone().requires_grad_()
             self.leaves[name] = leaf
             msg["value"] = leaf
@@ -174,16 +174,16 @@ class AutoStructured(AutoGuide):
             numel = site.init_unconstrained.numel()
             init = site.init_unconstrained.reshape(-1)
             cond = conditionals[name]
-            loc = _deep_setattr(self.locs, name, PyroParam(init, constraints.real, 1))
+            loc = deep_setattr(self.locs, name, PyroParam(init, constraints.real, 1))
             scale = tril = None
             if cond in ("normal", "mvn"):
                 scale_init = torch.full_like(init, self._init_scale)
-                scale = _deep_setattr(
+                scale = deep_setattr(
                     self.scales, name, PyroParam(scale_init, self.scale_constraint, 1)
                 )
             if cond == "mvn":
                 eye = torch.eye(numel, dtype=init.dtype, device=init.device)
-                tril = _deep_setattr(
+                tril = deep_setattr(
                     self.scale_trils, name, PyroParam(eye, self.scale_tril_constraint, 2)
                 )
             deps = []
@@ -199,7 +199,7 @@ class AutoStructured(AutoGuide):
                         f"callable, got {dep!r}"
                     )
                 if isinstance(dep, nn.Module):
-                    deps.append((up, _deep_setattr(self.deps, f"{name}.{up}", dep)))
+                    deps.append((up, deep_setattr(self.deps, f"{name}.{up}", dep)))
                 else:
                     deps.append((up, (dep, None)))
             plans.append((site, cond, loc, scale, tril, deps))

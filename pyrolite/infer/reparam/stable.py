@@ -8,7 +8,7 @@ import torch
 
 from ... import primitives as pyro
 from ...distributions.delta import Delta
-from ...distributions.stable import Stable, _cms_s0
+from ...distributions.stable import Stable, chambers_mallows_stuck_s0
 from ...distributions.torch import Exponential, Normal, Uniform
 from .reparam import Reparam
 
@@ -23,7 +23,7 @@ def _standard_stable(a, b, u, e) -> torch.Tensor:
     log_e = e.log()
     log_cos_u = u.cos().log()
     unit = (a - 1).abs() < _UNIT_TOL
-    z = _cms_s0(u, log_e, log_cos_u, torch.where(unit, 0.5, a), b)
+    z = chambers_mallows_stuck_s0(u, log_e, log_cos_u, torch.where(unit, 0.5, a), b)
     if bool(unit.any()):
         bu = _HALF_PI + b * u
         one = bu * u.tan() - b * (math.log(_HALF_PI) + log_e + log_cos_u - bu.log())
@@ -83,7 +83,7 @@ class LatentStableReparam(Reparam):
         fn, event_dim = _unwrap_stable(self, name, fn, "LatentStableReparam")
         u, e = _noise(self, name, fn.loc, fn.batch_shape, event_dim)
         z = _standard_stable(fn.stability, fn.skew, u, e)
-        value = fn._s0_loc() + fn.scale * z
+        value = fn.s0_loc() + fn.scale * z
         new_fn = Delta(value, event_dim=event_dim).mask(False)
         return {"fn": new_fn, "value": value, "is_observed": True}
 
@@ -114,7 +114,7 @@ class SymmetricStableReparam(Reparam):
             )
         u, e = _noise(self, name, fn.loc, fn.batch_shape, event_dim)
         scale = fn.scale * _sub_gaussian_scale(fn.stability, u, e)
-        new_fn = self._wrap(Normal(fn._s0_loc(), scale), event_dim)
+        new_fn = self._wrap(Normal(fn.s0_loc(), scale), event_dim)
         return {"fn": new_fn, "value": msg["value"], "is_observed": msg["is_observed"]}
 
 
@@ -158,7 +158,7 @@ class StableReparam(Reparam):
         s_scale = (1 - skew_abs).pow(a_inv)
         t = _standard_stable(a, torch.ones_like(a), t_u, t_e)
         shift = _skew_shift(a, skew_abs, t_scale)
-        loc = fn._s0_loc() + fn.scale * b.sign() * (t_scale * t + shift)
+        loc = fn.s0_loc() + fn.scale * b.sign() * (t_scale * t + shift)
         scale = fn.scale * s_scale * _sub_gaussian_scale(a, z_u, z_e)
         new_fn = self._wrap(Normal(loc, scale), event_dim)
         return {"fn": new_fn, "value": msg["value"], "is_observed": msg["is_observed"]}
