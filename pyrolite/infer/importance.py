@@ -13,6 +13,7 @@ import torch
 from ..poutine.block_messenger import BlockMessenger
 from ..poutine.trace_messenger import run_traced
 from .abstract_infer import TracePosterior
+from .util import per_particle_log_prob
 
 
 def _prior_proposal(model: Callable) -> Callable:
@@ -119,28 +120,9 @@ def vectorized_importance_weights(model: Callable, guide: Callable, *args, **kwa
     with torch.no_grad():
         guide_trace = run_traced(vectorized(guide), args, kwargs)
         model_trace = run_traced(vectorized(model), args, kwargs, replay_trace=guide_trace)
-    log_weights = _per_particle_log_prob(model_trace, max_plate_nesting, num_samples)
-    log_weights = log_weights - _per_particle_log_prob(guide_trace, max_plate_nesting, num_samples)
+    particle_dim = -1 - max_plate_nesting
+    log_weights = per_particle_log_prob(model_trace, particle_dim, num_samples)
+    log_weights = log_weights - per_particle_log_prob(guide_trace, particle_dim, num_samples)
     if normalized:
         log_weights = log_weights - torch.logsumexp(log_weights, 0)
     return log_weights, model_trace, guide_trace
-
-
-def _per_particle_log_prob(trace, max_plate_nesting: int, num_samples: int) -> torch.Tensor:
-    """Sum each sample site's log-prob over its plate dims, keeping the particle dim."""
-    is_subsample = lambda site: site["infer"].get("_subsample")
-    trace.compute_log_prob(site_filter=lambda name, site: not is_subsample(site))
-    total = torch.zeros(num_samples)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or is_subsample(site):
-            continue
-        log_prob = site["log_prob"]
-        if log_prob.dim() > max_plate_nesting:
-            log_prob = (
-                log_prob.sum(tuple(range(-max_plate_nesting, 0))) if max_plate_nesting else log_prob
-            )
-            log_prob = log_prob.reshape(-1)
-        else:
-            log_prob = log_prob.sum()
-        total = total.to(log_prob) + log_prob
-    return total

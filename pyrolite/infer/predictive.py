@@ -20,6 +20,7 @@ from ..poutine.plate_messenger import vectorize
 from ..poutine.replay_messenger import ReplayMessenger
 from ..poutine.trace_messenger import TraceHandler, TraceMessenger
 from ..poutine.trace_struct import Trace
+from .util import per_particle_log_prob
 
 _VECTORIZE_PLATE = "_num_predictive_samples"
 
@@ -309,27 +310,6 @@ def _traced(fn: Callable, args, kwargs, latent: Optional[Dict[str, torch.Tensor]
     with ConditionMessenger(latent or {}):
         handler(*args, **kwargs)
     return handler.trace
-
-
-def per_particle_log_prob(trace: Trace, particle_dim: int, num_particles: int) -> torch.Tensor:
-    """Each particle's ``log p`` from a trace vectorized over particles at batch dim
-    ``particle_dim``: every sample site's (scaled, masked) log-prob summed over all other
-    dims; a site that does not vary over particles adds to every particle."""
-    total = torch.zeros(num_particles)
-    for site in trace.nodes.values():
-        if site["type"] != "sample" or site["infer"].get("_subsample"):
-            continue
-        log_prob = site["fn"].log_prob(site["value"])
-        mask = site.get("mask")
-        if mask is not None and mask is not True:
-            log_prob = log_prob * mask
-        log_prob = log_prob * site.get("scale", 1.0)
-        if log_prob.dim() < -particle_dim or log_prob.size(particle_dim) == 1:
-            total = total.to(log_prob) + log_prob.sum()
-            continue
-        log_prob = log_prob.movedim(particle_dim, 0).reshape(num_particles, -1).sum(-1)
-        total = total.to(log_prob) + log_prob
-    return total
 
 
 class WeighedPredictive(Predictive):

@@ -10,7 +10,7 @@ from ..poutine.condition_messenger import ConditionMessenger
 from ..poutine.plate_messenger import vectorize
 from ..poutine.trace_messenger import run_traced
 from ..poutine.trace_struct import Trace
-from .predictive import per_particle_log_prob
+from .util import per_particle_log_prob
 
 _PARTICLES = "_resampler_particles"
 

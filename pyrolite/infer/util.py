@@ -613,3 +613,31 @@ def plate_log_prob_sum(trace: Trace, plate_symbol: str) -> torch.Tensor:
             )
         total = total + torch.einsum(f"{dims}->{plate_symbol}", log_prob)
     return total
+
+
+def per_particle_log_prob(trace: Trace, particle_dim: int, num_particles: int) -> torch.Tensor:
+    """Each particle's ``log p`` from a trace vectorized over particles at batch dim
+    ``particle_dim``: every sample site's (scaled, masked) log-prob summed over all other
+    dims; a site that does not vary over particles adds to every particle. Plate
+    subsample sites are left out.
+
+    >>> import pyrolite, pyrolite.distributions as dist
+    >>> from pyrolite import poutine
+    >>> def model():
+    ...     with pyrolite.plate("particles", 3, dim=-1):
+    ...         pyrolite.sample("z", dist.Normal(0.0, 1.0), obs=torch.zeros(3))
+    >>> per_particle_log_prob(poutine.trace(model).get_trace(), -1, 3)
+    tensor([-0.9189, -0.9189, -0.9189])
+    """
+    trace.compute_log_prob(site_filter=lambda name, site: not site["infer"].get("_subsample"))
+    total = torch.zeros(num_particles)
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site["infer"].get("_subsample"):
+            continue
+        log_prob = site["log_prob"]
+        if log_prob.dim() < -particle_dim or log_prob.size(particle_dim) == 1:
+            total = total.to(log_prob) + log_prob.sum()
+            continue
+        log_prob = log_prob.movedim(particle_dim, 0).reshape(num_particles, -1).sum(-1)
+        total = total.to(log_prob) + log_prob
+    return total

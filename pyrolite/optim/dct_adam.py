@@ -9,46 +9,19 @@ from typing import Callable, Iterable, Optional, Tuple, Union
 import torch
 from torch.optim import Optimizer
 
-
-def _twiddle(n: int, like: torch.Tensor, sign: float) -> torch.Tensor:
-    k = torch.arange(n, dtype=like.dtype, device=like.device)
-    return torch.polar(torch.ones_like(k), sign * math.pi * k / (2 * n))
-
-
-def _dct(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal DCT-II along the last dim, in O(n log n) with one FFT (Makhoul)."""
-    n = x.size(-1)
-    v = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], -1)
-    c = (torch.fft.fft(v) * _twiddle(n, x, -1.0)).real
-    scale = torch.full((n,), math.sqrt(2.0 / n), dtype=x.dtype, device=x.device)
-    scale[0] = math.sqrt(1.0 / n)
-    return c * scale
-
-
-def _idct(y: torch.Tensor) -> torch.Tensor:
-    """The inverse (and transpose) of :func:`_dct`: the orthonormal DCT-III."""
-    n = y.size(-1)
-    scale = torch.full((n,), math.sqrt(n / 2.0), dtype=y.dtype, device=y.device)
-    scale[0] = math.sqrt(float(n))
-    c = y * scale
-    c_reflected = torch.cat([torch.zeros_like(c[..., :1]), c[..., 1:].flip(-1)], -1)
-    v = torch.fft.ifft(torch.complex(c, -c_reflected) * _twiddle(n, y, 1.0)).real
-    x = torch.empty_like(y)
-    x[..., ::2] = v[..., : (n + 1) // 2]
-    x[..., 1::2] = v[..., (n + 1) // 2 :].flip(-1)
-    return x
+from ..ops.tensor_utils import dct, idct
 
 
 def _to_frequency(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``x`` and its DCT side by side along ``dim``: twice as long there."""
-    spectrum = _dct(x.movedim(dim, -1)).movedim(-1, dim)
+    spectrum = dct(x, dim)
     return torch.cat([x, spectrum], dim)
 
 
 def _from_frequency(y: torch.Tensor, dim: int) -> torch.Tensor:
     """The adjoint of :func:`_to_frequency`: the time half plus the inverse DCT of the rest."""
     time, spectrum = y.chunk(2, dim)
-    return time + _idct(spectrum.movedim(dim, -1)).movedim(-1, dim)
+    return time + idct(spectrum, dim)
 
 
 class DCTAdam(Optimizer):

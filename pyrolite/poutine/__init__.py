@@ -33,14 +33,14 @@ from .handlers import (
 from .infer_config_messenger import InferConfigMessenger
 from .lift_messenger import LiftMessenger
 from .markov_messenger import MarkovMessenger
-from .mask_messenger import MaskMessenger, get_mask
+from .mask_messenger import MaskMessenger
 from .messenger import Messenger
 from .param_leaves_messenger import ParamLeavesMessenger
 from .param_reads_messenger import ParamReadsMessenger
 from .plate_messenger import CondIndepStackFrame, PlateMessenger
 from .reparam_messenger import ReparamHandler, ReparamMessenger
 from .replay_messenger import ReplayMessenger
-from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful
+from .runtime import NonlocalExit, am_i_wrapped, apply_stack, effectful, get_mask
 from .scale_messenger import ScaleMessenger
 from .seed_messenger import SeedMessenger
 from .shard_messenger import ShardMessenger

@@ -6,7 +6,6 @@ import torch
 
 from .messenger import Messenger
 from .runtime import Message
-from .runtime import get_mask as runtime_get_mask
 
 
 class MaskMessenger(Messenger):
@@ -43,17 +42,3 @@ class MaskMessenger(Messenger):
 
     def _pyro_get_mask(self, msg: Message) -> None:
         msg["value"] = self._combine(msg["value"])
-
-
-def get_mask():
-    """The mask of the enclosing ``poutine.mask`` contexts, or None.
-
-    Lets a model skip work (e.g. expensive likelihoods) that would be masked anyway.
-
-    >>> import torch
-    >>> from pyrolite import poutine
-    >>> with poutine.mask(mask=torch.tensor([True, False])):
-    ...     poutine.get_mask()
-    tensor([ True, False])
-    """
-    return runtime_get_mask()

@@ -217,10 +217,16 @@ def _get_mask():
 
 def get_mask():
     """The mask of the enclosing ``poutine.mask`` contexts (None when there is none): each
-    mask handler combines its mask into this message's value.
+    mask handler combines its mask into this message's value. Lets a model skip work (e.g.
+    expensive likelihoods) that would be masked anyway.
 
+    >>> import torch
+    >>> from pyrolite import poutine
     >>> get_mask() is None
     True
+    >>> with poutine.mask(mask=torch.tensor([True, False])):
+    ...     get_mask()
+    tensor([ True, False])
     """
     return _get_mask(infer={"_do_not_trace": True})
 

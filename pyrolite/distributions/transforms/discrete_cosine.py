@@ -1,20 +1,11 @@
 """``DiscreteCosineTransform``: the orthonormal DCT-II along one dim, optionally reweighting
 frequencies by ``(2k + 1) ** smooth`` (normalized to keep the volume)."""
 
-import math
-
 import torch
 from torch.distributions.transforms import Transform
 
 from pyrolite.distributions import constraints
-
-
-def _dct_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    k = torch.arange(n, dtype=dtype, device=device)
-    # Row k: sqrt(2 / n) cos(pi k (2 j + 1) / (2 n)), row 0 scaled by 1/sqrt(2).
-    matrix = torch.cos(math.pi / (2 * n) * torch.outer(k, 2 * k + 1)) * math.sqrt(2.0 / n)
-    matrix[0] = matrix[0] / math.sqrt(2.0)
-    return matrix
+from pyrolite.ops.tensor_utils import dct, idct
 
 
 class DiscreteCosineTransform(Transform):
@@ -36,7 +27,7 @@ class DiscreteCosineTransform(Transform):
         super().__init__(cache_size=cache_size)
         self.dim = dim
         self.smooth = float(smooth)
-        self._matrices = {}
+        self._weights = {}
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self):
@@ -54,35 +45,28 @@ class DiscreteCosineTransform(Transform):
             return self
         return DiscreteCosineTransform(self.dim, self.smooth, cache_size=cache_size)
 
-    def _matrix(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The (n, n) matrix ``y = M x``: DCT rows times the frequency weights (cached)."""
+    def _weight(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Frequency ``k``'s weight ``(2k + 1) ** smooth`` over their geometric mean (cached)."""
         key = (n, dtype, device)
-        if key not in self._matrices:
-            matrix = _dct_matrix(n, dtype, device)
-            if self.smooth != 0:
-                log_weight = self.smooth * torch.log(
-                    2 * torch.arange(n, dtype=dtype, device=device) + 1
-                )
-                matrix = matrix * (log_weight - log_weight.mean()).exp().unsqueeze(-1)
-            self._matrices[key] = matrix
-        return self._matrices[key]
+        if key not in self._weights:
+            log_weight = self.smooth * torch.log(
+                2 * torch.arange(n, dtype=dtype, device=device) + 1
+            )
+            self._weights[key] = (log_weight - log_weight.mean()).exp()
+        return self._weights[key]
 
-    def _apply(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
-        x = x.movedim(self.dim, -1)
-        matrix = self._matrix(x.size(-1), x.dtype, x.device)
-        if inverse:
-            # DCT rows are orthonormal: M^-1 = D^T diag(1 / w).
-            weight = matrix.norm(dim=-1)
-            y = (x / weight) @ (matrix / weight.unsqueeze(-1))
-        else:
-            y = x @ matrix.T
-        return y.movedim(-1, self.dim)
+    def _frequency_weight(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self._weight(x.size(self.dim), x.dtype, x.device)
+        return weight.reshape((-1,) + (1,) * (-1 - self.dim))
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(x, inverse=False)
+        y = dct(x, self.dim)
+        return y if self.smooth == 0 else y * self._frequency_weight(y)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return self._apply(y, inverse=True)
+        if self.smooth != 0:
+            y = y / self._frequency_weight(y)
+        return idct(y, self.dim)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(x.shape[: x.dim() - self.event_dim])

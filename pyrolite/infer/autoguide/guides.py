@@ -547,7 +547,7 @@ class AutoNormal(AutoGuide):
 
 def _mask_is_false() -> bool:
     """True inside ``poutine.mask(mask=False)``, where the Jacobian term is not needed."""
-    from ...poutine.mask_messenger import get_mask
+    from ...poutine.runtime import get_mask
 
     return get_mask() is False
 
